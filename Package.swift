@@ -1,0 +1,88 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "FedDistill",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "feddistill", targets: ["feddistill"]),
+        .library(name: "Distill", targets: ["Distill"]),
+        .library(name: "FederationProtocol", targets: ["FederationProtocol"]),
+        .library(name: "Node", targets: ["Node"]),
+        .library(name: "Coordinator", targets: ["Coordinator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+    ],
+    targets: [
+        // System libraries (Debian packages installed by scripts/install-deps.sh).
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        // Tensors, nets, datasets, distillation, evaluation, privacy probes. No network code.
+        .target(
+            name: "Distill",
+            dependencies: [
+                "COpenBLAS", "CZlib",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["Resources"]
+        ),
+        // The wire: gRPC service, sealed envelopes, certificates. No tensors.
+        .target(
+            name: "FederationProtocol",
+            dependencies: [
+                "CSodium",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Protocol"
+        ),
+        .target(
+            name: "Node",
+            dependencies: ["Distill", "FederationProtocol", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "Coordinator",
+            dependencies: ["Distill", "FederationProtocol", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "feddistill",
+            dependencies: [
+                "Distill", "FederationProtocol", "Node", "Coordinator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "DistillTests", dependencies: ["Distill"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ProtocolTests", dependencies: ["FederationProtocol"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
+        .testTarget(name: "FedDistillTests", dependencies: ["feddistill"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}
