@@ -73,9 +73,6 @@ let package = Package(
         ),
 
         .testTarget(name: "DistillTests", dependencies: ["Distill"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ProtocolTests", dependencies: ["FederationProtocol"]),
-        .testTarget(name: "NodeTests", dependencies: ["Node"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator"]),
         .testTarget(name: "FedDistillTests", dependencies: ["feddistill"]),
     ]
 )

@@ -56,6 +56,27 @@ enum FileBytes {
         return Array(output[0..<Int(length)])
     }
 
+    /// Compresses bytes into a gzip stream (zlib with a gzip wrapper).
+    static func gzip(_ input: [UInt8]) -> [UInt8] {
+        var stream = z_stream()
+        precondition(deflateInit2_(&stream, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                                   Int32(MemoryLayout<z_stream>.size)) == Z_OK, "zlib deflateInit2 failed")
+        defer { deflateEnd(&stream) }
+        var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 32)
+        var input = input
+        let written = input.withUnsafeMutableBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { target in
+                stream.next_in = source.baseAddress
+                stream.avail_in = uInt(source.count)
+                stream.next_out = target.baseAddress
+                stream.avail_out = uInt(target.count)
+                precondition(CZlib.deflate(&stream, Z_FINISH) == Z_STREAM_END, "zlib deflate did not finish")
+                return target.count - Int(stream.avail_out)
+            }
+        }
+        return Array(output[0..<written])
+    }
+
     /// CRC-32 as used by PNG and gzip.
     static func crc32(_ bytes: [UInt8], initial: UInt = 0) -> UInt32 {
         UInt32(bytes.withUnsafeBufferPointer { CZlib.crc32(uLong(initial), $0.baseAddress, uInt($0.count)) })

@@ -1,0 +1,56 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Data-parallel loops over the batch: the non-GEMM work and the per-chunk GEMMs.
+///
+/// The worker count is `FEDDISTILL_THREADS` if set, else the number of active processors, and can be changed with
+/// ``Parallel/setThreads(_:)`` (the `--threads` flag). Work is split into contiguous static ranges, one per
+/// worker, so a fixed seed and thread count give bit-identical results.
+public enum Parallel {
+    private static let workerCount = Atomic<Int>(Parallel.defaultThreads())
+
+    private static func defaultThreads() -> Int {
+        BLAS.setThreads(1)  // each worker calls single-threaded GEMM
+        if let text = ProcessInfo.processInfo.environment["FEDDISTILL_THREADS"], let n = Int(text), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// The number of workers parallel loops use.
+    public static var threads: Int { workerCount.load(ordering: .relaxed) }
+
+    /// Sets the number of workers (at least 1).
+    public static func setThreads(_ count: Int) {
+        BLAS.setThreads(1)
+        workerCount.store(max(1, count), ordering: .relaxed)
+    }
+
+    /// Calls `body(worker, range)` for contiguous ranges covering `0..<count`, one per worker, in parallel.
+    /// Ranges depend only on `count` and the worker count.
+    public static func forRanges(_ count: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let workers = min(threads, count)
+        if workers == 1 {
+            body(0, 0..<count)
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendableBox(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                box.value(w, (w * count / workers)..<((w + 1) * count / workers))
+            }
+        }
+    }
+
+    /// Calls `body(i)` for every `i` in `0..<count`, split across workers.
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        forRanges(count) { _, range in for i in range { body(i) } }
+    }
+}
+
+/// Carries a non-Sendable closure into `concurrentPerform`. Safe here because each worker touches a disjoint
+/// range of the output, and the closure does not outlive the call.
+struct UnsafeSendableBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

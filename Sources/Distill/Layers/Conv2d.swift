@@ -1,0 +1,252 @@
+/// 2-D convolution, `k×k` kernel, stride 1, zero padding `p`: `(N, Cin, H, W) → (N, Cout, H+2p−k+1, W+2p−k+1)`.
+///
+/// im2col + GEMM over chunks of images: a chunk's columns `cols[Cin·k·k, B·Ho·Wo]` are multiplied by the weight
+/// matrix `W[Cout, Cin·k·k]` in one `sgemm`. Chunks are processed in parallel, each worker with its own buffers;
+/// parameter gradients are summed per worker and then reduced in worker order (deterministic).
+public struct Conv2d: Sendable {
+    /// `(Cout, Cin, k, k)`.
+    public var weight: Tensor
+    /// `(Cout)`.
+    public var bias: Tensor
+    /// Zero padding on each side.
+    public let padding: Int
+
+    /// Kernel size.
+    public var kernelSize: Int { weight.shape[2] }
+    public var inputChannels: Int { weight.shape[1] }
+    public var outputChannels: Int { weight.shape[0] }
+
+    /// Creates a convolution initialised like PyTorch (`kaiming_uniform_(a=√5)`: weight and bias uniform in
+    /// `±1/√fan_in`).
+    public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Int, using rng: inout RandomSource) {
+        let bound = 1 / Float(inputChannels * kernelSize * kernelSize).squareRoot()
+        weight = .uniform([outputChannels, inputChannels, kernelSize, kernelSize], low: -bound, high: bound, using: &rng)
+        bias = .uniform([outputChannels], low: -bound, high: bound, using: &rng)
+        self.padding = padding
+    }
+
+    /// Creates a convolution from given parameters.
+    public init(weight: Tensor, bias: Tensor, padding: Int) {
+        precondition(weight.shape.count == 4 && weight.shape[2] == weight.shape[3], "weight must be (Cout, Cin, k, k)")
+        precondition(bias.shape == [weight.shape[0]], "bias must be (Cout)")
+        self.weight = weight
+        self.bias = bias
+        self.padding = padding
+    }
+
+    /// The output shape for an input shape.
+    public func outputShape(_ input: [Int]) -> [Int] {
+        [input[0], outputChannels, input[2] + 2 * padding - kernelSize + 1, input[3] + 2 * padding - kernelSize + 1]
+    }
+
+    /// Images per chunk: about 8k output columns per GEMM, at least two chunks per worker when the batch allows.
+    private func chunkSize(batch: Int, plane: Int) -> Int {
+        let target = max(1, 8192 / max(plane, 1))
+        return max(1, min(target, (batch + Parallel.threads - 1) / Parallel.threads))
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { forward(x) }
+
+    /// y = conv(x) + bias.
+    public func forward(_ x: Tensor) -> Tensor {
+        precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "conv expects (N, \(inputChannels), H, W), got \(x.shape)")
+        let outShape = outputShape(x.shape)
+        let (n, cout) = (x.shape[0], outputChannels)
+        let plane = outShape[2] * outShape[3]
+        let kdim = inputChannels * kernelSize * kernelSize
+        let chunk = chunkSize(batch: n, plane: plane)
+        let chunks = (n + chunk - 1) / chunk
+        var y = Tensor(shape: outShape)
+        x.storage.withUnsafeBufferPointer { xp in
+            weight.storage.withUnsafeBufferPointer { wp in
+                bias.storage.withUnsafeBufferPointer { bp in
+                    y.storage.withUnsafeMutableBufferPointer { yp in
+                        Parallel.forRanges(chunks) { _, range in
+                            var cols = [Float](repeating: 0, count: kdim * chunk * plane)
+                            var out = [Float](repeating: 0, count: cout * chunk * plane)
+                            for c in range {
+                                let first = c * chunk, count = min(chunk, n - first)
+                                let columns = count * plane
+                                cols.withUnsafeMutableBufferPointer { colp in
+                                    im2col(xp, shape: x.shape, first: first, count: count, into: colp.baseAddress!)
+                                }
+                                out.withUnsafeMutableBufferPointer { op in
+                                    cols.withUnsafeBufferPointer { colp in
+                                        BLAS.gemm(m: cout, n: columns, k: kdim, a: wp.baseAddress!, b: colp.baseAddress!,
+                                                  c: op.baseAddress!)
+                                    }
+                                    // (Cout, B·P) → (B, Cout, P) plus bias
+                                    for b in 0..<count {
+                                        for o in 0..<cout {
+                                            let src = op.baseAddress! + o * columns + b * plane
+                                            let dst = yp.baseAddress! + ((first + b) * cout + o) * plane
+                                            let beta = bp[o]
+                                            for p in 0..<plane { dst[p] = src[p] + beta }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Gradients of a convolution.
+    public struct Gradients: Sendable {
+        /// dL/dx, when requested.
+        public var input: Tensor?
+        /// dL/dW and dL/db, when requested.
+        public var weight: Tensor?
+        public var bias: Tensor?
+    }
+
+    /// Backward pass: `dy` is dL/dy; returns dL/dx and/or dL/dW, dL/db.
+    public func backward(_ x: Tensor, outputGradient dy: Tensor, input needInput: Bool = true,
+                         parameters needParameters: Bool = true) -> Gradients {
+        let outShape = outputShape(x.shape)
+        precondition(dy.shape == outShape, "output gradient \(dy.shape) does not match \(outShape)")
+        let (n, cout) = (x.shape[0], outputChannels)
+        let plane = outShape[2] * outShape[3]
+        let kdim = inputChannels * kernelSize * kernelSize
+        let chunk = chunkSize(batch: n, plane: plane)
+        let chunks = (n + chunk - 1) / chunk
+        let workers = min(Parallel.threads, chunks)
+        var dx = needInput ? Tensor(shape: x.shape) : Tensor(shape: [0])
+        var partialW = [Float](repeating: 0, count: needParameters ? workers * cout * kdim : 0)
+        var partialB = [Float](repeating: 0, count: needParameters ? workers * cout : 0)
+        x.storage.withUnsafeBufferPointer { xp in
+            dy.storage.withUnsafeBufferPointer { dyp in
+                weight.storage.withUnsafeBufferPointer { wp in
+                    dx.storage.withUnsafeMutableBufferPointer { dxp in
+                        partialW.withUnsafeMutableBufferPointer { pw in
+                            partialB.withUnsafeMutableBufferPointer { pb in
+                                Parallel.forRanges(chunks) { worker, range in
+                                    var cols = [Float](repeating: 0, count: kdim * chunk * plane)
+                                    var grad = [Float](repeating: 0, count: cout * chunk * plane)
+                                    for c in range {
+                                        let first = c * chunk, count = min(chunk, n - first)
+                                        let columns = count * plane
+                                        grad.withUnsafeMutableBufferPointer { gp in
+                                            // (B, Cout, P) → (Cout, B·P)
+                                            for b in 0..<count {
+                                                for o in 0..<cout {
+                                                    let src = dyp.baseAddress! + ((first + b) * cout + o) * plane
+                                                    let dst = gp.baseAddress! + o * columns + b * plane
+                                                    for p in 0..<plane { dst[p] = src[p] }
+                                                }
+                                            }
+                                        }
+                                        if needParameters {
+                                            cols.withUnsafeMutableBufferPointer { colp in
+                                                im2col(xp, shape: x.shape, first: first, count: count, into: colp.baseAddress!)
+                                            }
+                                            grad.withUnsafeBufferPointer { gp in
+                                                cols.withUnsafeBufferPointer { colp in
+                                                    BLAS.gemm(transposeB: true, m: cout, n: kdim, k: columns,
+                                                              a: gp.baseAddress!, b: colp.baseAddress!, beta: 1,
+                                                              c: pw.baseAddress! + worker * cout * kdim,
+                                                              lda: columns, ldb: columns)
+                                                }
+                                                for o in 0..<cout {
+                                                    var sum: Float = 0
+                                                    let row = gp.baseAddress! + o * columns
+                                                    for j in 0..<columns { sum += row[j] }
+                                                    pb[worker * cout + o] += sum
+                                                }
+                                            }
+                                        }
+                                        if needInput {
+                                            cols.withUnsafeMutableBufferPointer { colp in
+                                                grad.withUnsafeBufferPointer { gp in
+                                                    BLAS.gemm(transposeA: true, m: kdim, n: columns, k: cout,
+                                                              a: wp.baseAddress!, b: gp.baseAddress!, c: colp.baseAddress!)
+                                                }
+                                                col2im(colp.baseAddress!, shape: x.shape, first: first, count: count,
+                                                       into: dxp.baseAddress!)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var result = Gradients()
+        if needInput { result.input = dx }
+        if needParameters {
+            var dw = Tensor(shape: weight.shape), db = Tensor(shape: bias.shape)
+            for w in 0..<workers {
+                for i in 0..<(cout * kdim) { dw.storage[i] += partialW[w * cout * kdim + i] }
+                for o in 0..<cout { db.storage[o] += partialB[w * cout + o] }
+            }
+            result.weight = dw
+            result.bias = db
+        }
+        return result
+    }
+
+    /// Fills `cols[(ci·k + ky)·k + kx, b·P + oy·Wo + ox] = x[first + b, ci, oy + ky − p, ox + kx − p]` (0 outside).
+    @inline(__always)
+    private func im2col(_ x: UnsafeBufferPointer<Float>, shape: [Int], first: Int, count: Int,
+                        into cols: UnsafeMutablePointer<Float>) {
+        let (cin, h, w, k, p) = (shape[1], shape[2], shape[3], kernelSize, padding)
+        let (ho, wo) = (h + 2 * p - k + 1, w + 2 * p - k + 1)
+        let plane = ho * wo, columns = count * plane
+        for ci in 0..<cin {
+            for ky in 0..<k {
+                for kx in 0..<k {
+                    let row = cols + ((ci * k + ky) * k + kx) * columns
+                    let oxLow = max(0, p - kx), oxHigh = min(wo, w + p - kx)
+                    for b in 0..<count {
+                        let image = x.baseAddress! + ((first + b) * cin + ci) * h * w
+                        for oy in 0..<ho {
+                            let dst = row + b * plane + oy * wo
+                            let iy = oy + ky - p
+                            if iy < 0 || iy >= h || oxLow >= oxHigh {
+                                for ox in 0..<wo { dst[ox] = 0 }
+                                continue
+                            }
+                            let src = image + iy * w + kx - p
+                            for ox in 0..<oxLow { dst[ox] = 0 }
+                            for ox in oxLow..<oxHigh { dst[ox] = src[ox] }
+                            for ox in oxHigh..<wo { dst[ox] = 0 }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2col`: accumulates columns back into `dx` for images `first..<first+count`.
+    @inline(__always)
+    private func col2im(_ cols: UnsafePointer<Float>, shape: [Int], first: Int, count: Int,
+                        into dx: UnsafeMutablePointer<Float>) {
+        let (cin, h, w, k, p) = (shape[1], shape[2], shape[3], kernelSize, padding)
+        let (ho, wo) = (h + 2 * p - k + 1, w + 2 * p - k + 1)
+        let plane = ho * wo, columns = count * plane
+        for ci in 0..<cin {
+            for ky in 0..<k {
+                for kx in 0..<k {
+                    let row = cols + ((ci * k + ky) * k + kx) * columns
+                    let oxLow = max(0, p - kx), oxHigh = min(wo, w + p - kx)
+                    guard oxLow < oxHigh else { continue }
+                    for b in 0..<count {
+                        let image = dx + ((first + b) * cin + ci) * h * w
+                        for oy in 0..<ho {
+                            let iy = oy + ky - p
+                            if iy < 0 || iy >= h { continue }
+                            let src = row + b * plane + oy * wo
+                            let dst = image + iy * w + kx - p
+                            for ox in oxLow..<oxHigh { dst[ox] += src[ox] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Distill
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure sgemm and ConvNet throughput on this machine.",
+        discussion: """
+            Reports (a) the sgemm rate on the ConvNet-3 convolution shapes, (b) ConvNet-3 forward, forward+backward \
+            to the parameters and forward+backward to the input for 3x32x32 and 1x28x28 batches, as images/s and \
+            GFLOP/s, and (c) their efficiency against (a). Build with -c release for meaningful numbers.
+            """)
+
+    @Option(help: "Batch size.") var batch = 256
+    @Option(help: "ConvNet width.") var width = 128
+    @Option(help: "Timed repetitions per case (best is reported).") var repeats = 3
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        guard batch > 0, width > 0, repeats > 0 else { throw ValidationError("--batch, --width and --repeats must be positive") }
+    }
+
+    func run() throws {
+        compute.apply()
+        let inputs = [[3, 32, 32], [1, 28, 28]]
+        let reference = ConvNet.Configuration(imageShape: inputs[0], classCount: 10, width: width)
+        let sgemm = ComputeBenchmark.sgemmRate(reference, batch: batch, repeats: repeats)
+        var cases: [ComputeBenchmark.Case] = []
+        for shape in inputs {
+            let configuration = ConvNet.Configuration(imageShape: shape, classCount: 10, width: width)
+            for pass in ComputeBenchmark.Pass.allCases {
+                cases.append(ComputeBenchmark.measure(configuration, batch: batch, pass: pass, repeats: repeats))
+            }
+        }
+        if json {
+            try writeJSON([
+                "sgemm_gflops": sgemm, "threads": Parallel.threads, "batch": batch,
+                "cases": cases.map { ["name": $0.name, "seconds": $0.seconds, "images_per_second": $0.imagesPerSecond,
+                                      "gflops": $0.gflops, "efficiency": $0.gflops / sgemm] },
+            ], to: "-")
+            return
+        }
+        print(String(format: "sgemm on ConvNet-3 conv shapes (batch %d, %d threads): %.1f GFLOP/s", batch, Parallel.threads, sgemm))
+        print("case".padding(52) + "seconds".padding(10) + "images/s".padding(10) + "GFLOP/s".padding(9) + "efficiency")
+        for c in cases {
+            print(c.name.padding(52) + String(format: "%.3f", c.seconds).padding(10) + String(format: "%.0f", c.imagesPerSecond).padding(10)
+                  + String(format: "%.1f", c.gflops).padding(9) + String(format: "%.0f%%", 100 * c.gflops / sgemm))
+        }
+    }
+}

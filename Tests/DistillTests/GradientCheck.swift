@@ -1,0 +1,48 @@
+import Testing
+@testable import Distill
+
+/// Central finite differences of a scalar loss (accumulated in Double) at up to `samples` elements of `tensor`.
+func numericalGradient(of tensor: Tensor, at indices: [Int], epsilon: Float = 1e-2,
+                       loss: (Tensor) -> Double) -> [Double] {
+    var probe = tensor
+    return indices.map { i in
+        let saved = probe.storage[i]
+        probe.storage[i] = saved + epsilon
+        let plus = loss(probe)
+        probe.storage[i] = saved - epsilon
+        let minus = loss(probe)
+        probe.storage[i] = saved
+        return (plus - minus) / Double(2 * epsilon)
+    }
+}
+
+/// A fixed random weighting of an output, so that `loss(y) = Σ r·y` and `dL/dy = r`.
+func weightedSum(_ y: Tensor, _ r: Tensor) -> Double {
+    zip(y.storage, r.storage).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+}
+
+/// Indices to probe: all of a small tensor, or a seeded sample of a large one.
+func probeIndices(_ count: Int, samples: Int = 48, seed: UInt64 = 7) -> [Int] {
+    guard count > samples else { return Array(0..<count) }
+    var rng = RandomSource(seed: seed)
+    return Array(rng.permutation(count).prefix(samples))
+}
+
+/// Expects the analytic gradient to match finite differences at the probed indices.
+func expectGradient(_ analytic: Tensor, matches tensor: Tensor, samples: Int = 48, epsilon: Float = 1e-2,
+                    absolute: Double = 2e-3, relative: Double = 2e-2, _ label: String,
+                    sourceLocation: SourceLocation = #_sourceLocation, loss: (Tensor) -> Double) {
+    #expect(analytic.shape == tensor.shape, "\(label): gradient shape", sourceLocation: sourceLocation)
+    let indices = probeIndices(tensor.count, samples: samples)
+    let numeric = numericalGradient(of: tensor, at: indices, epsilon: epsilon, loss: loss)
+    var failures = 0
+    for (i, index) in indices.enumerated() {
+        let a = Double(analytic.storage[index]), n = numeric[i]
+        if abs(a - n) > absolute + relative * max(abs(a), abs(n)) {
+            failures += 1
+            if failures <= 3 {
+                Issue.record("\(label)[\(index)]: analytic \(a) vs numeric \(n)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+}
