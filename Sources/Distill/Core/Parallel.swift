@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import COpenBLAS
 import Synchronization
 
 /// Data-parallel loops over the batch: the non-GEMM work and the per-chunk GEMMs.
@@ -12,6 +13,12 @@ public enum Parallel {
 
     private static func defaultThreads() -> Int {
         BLAS.setThreads(1)  // each worker calls single-threaded GEMM
+        // Activations are large (a 256-image batch through ConvNet-3 w128 makes 134 MB tensors). glibc would map
+        // and unmap each one, paying a page fault per 4 KiB on every pass; keep freed memory in the heap instead.
+        #if os(Linux)
+        mallopt(M_MMAP_MAX, 0)
+        mallopt(M_TRIM_THRESHOLD, Int32.max)
+        #endif
         if let text = ProcessInfo.processInfo.environment["FEDDISTILL_THREADS"], let n = Int(text), n > 0 { return n }
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }

@@ -8,8 +8,8 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         y.storage.withUnsafeMutableBufferPointer { yp in
             Parallel.forRanges(yp.count) { _, range in
                 switch self {
-                case .relu: for i in range { yp[i] = max(yp[i], 0) }
-                case .leakyrelu: for i in range where yp[i] < 0 { yp[i] *= 0.01 }
+                case .relu: for i in range { yp[i] = yp[i] > 0 ? yp[i] : 0 }
+                case .leakyrelu: for i in range { yp[i] = yp[i] > 0 ? yp[i] : 0.01 * yp[i] }
                 case .sigmoid: for i in range { yp[i] = 1 / (1 + _expf(-yp[i])) }
                 }
             }
@@ -24,8 +24,8 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
             dx.storage.withUnsafeMutableBufferPointer { dp in
                 Parallel.forRanges(dp.count) { _, range in
                     switch self {
-                    case .relu: for i in range where xp[i] <= 0 { dp[i] = 0 }
-                    case .leakyrelu: for i in range where xp[i] < 0 { dp[i] *= 0.01 }
+                    case .relu: for i in range { dp[i] = xp[i] > 0 ? dp[i] : 0 }
+                    case .leakyrelu: for i in range { dp[i] = xp[i] > 0 ? dp[i] : 0.01 * dp[i] }
                     case .sigmoid:
                         for i in range {
                             let s = 1 / (1 + _expf(-xp[i]))
@@ -64,7 +64,7 @@ public enum Pooling: String, Sendable, Codable, CaseIterable {
         let (h, w) = (x.shape[2], x.shape[3])
         let outShape = outputShape(x.shape)
         let (ho, wo) = (outShape[2], outShape[3])
-        var y = Tensor(shape: outShape)
+        var y = Tensor(uninitializedShape: outShape)
         x.storage.withUnsafeBufferPointer { xp in
             y.storage.withUnsafeMutableBufferPointer { yp in
                 Parallel.forEach(x.shape[0] * x.shape[1]) { plane in

@@ -39,9 +39,10 @@ public struct Conv2d: Sendable {
         [input[0], outputChannels, input[2] + 2 * padding - kernelSize + 1, input[3] + 2 * padding - kernelSize + 1]
     }
 
-    /// Images per chunk: about 8k output columns per GEMM, at least two chunks per worker when the batch allows.
+    /// Images per chunk: about 4k output columns per GEMM (the column buffer stays near the cache), and at least
+    /// one chunk per worker.
     private func chunkSize(batch: Int, plane: Int) -> Int {
-        let target = max(1, 8192 / max(plane, 1))
+        let target = max(1, 4096 / max(plane, 1))
         return max(1, min(target, (batch + Parallel.threads - 1) / Parallel.threads))
     }
 
@@ -56,29 +57,26 @@ public struct Conv2d: Sendable {
         let kdim = inputChannels * kernelSize * kernelSize
         let chunk = chunkSize(batch: n, plane: plane)
         let chunks = (n + chunk - 1) / chunk
-        var y = Tensor(shape: outShape)
+        var y = Tensor(uninitializedShape: outShape)
+        let workers = min(Parallel.threads, chunks)
+        let colsSize = kdim * chunk * plane, outSize = cout * chunk * plane
+        var scratch = Tensor(uninitializedShape: [workers * (colsSize + outSize)])  // per worker: cols, out
         x.storage.withUnsafeBufferPointer { xp in
             weight.storage.withUnsafeBufferPointer { wp in
                 bias.storage.withUnsafeBufferPointer { bp in
                     y.storage.withUnsafeMutableBufferPointer { yp in
-                        Parallel.forRanges(chunks) { _, range in
-                            var cols = [Float](repeating: 0, count: kdim * chunk * plane)
-                            var out = [Float](repeating: 0, count: cout * chunk * plane)
-                            for c in range {
-                                let first = c * chunk, count = min(chunk, n - first)
-                                let columns = count * plane
-                                cols.withUnsafeMutableBufferPointer { colp in
-                                    im2col(xp, shape: x.shape, first: first, count: count, into: colp.baseAddress!)
-                                }
-                                out.withUnsafeMutableBufferPointer { op in
-                                    cols.withUnsafeBufferPointer { colp in
-                                        BLAS.gemm(m: cout, n: columns, k: kdim, a: wp.baseAddress!, b: colp.baseAddress!,
-                                                  c: op.baseAddress!)
-                                    }
+                        scratch.storage.withUnsafeMutableBufferPointer { sp in
+                            Parallel.forRanges(chunks) { worker, range in
+                                let cols = sp.baseAddress! + worker * (colsSize + outSize), out = cols + colsSize
+                                for c in range {
+                                    let first = c * chunk, count = min(chunk, n - first)
+                                    let columns = count * plane
+                                    im2col(xp, shape: x.shape, first: first, count: count, into: cols)
+                                    BLAS.gemm(m: cout, n: columns, k: kdim, a: wp.baseAddress!, b: cols, c: out)
                                     // (Cout, B·P) → (B, Cout, P) plus bias
                                     for b in 0..<count {
                                         for o in 0..<cout {
-                                            let src = op.baseAddress! + o * columns + b * plane
+                                            let src = out + o * columns + b * plane
                                             let dst = yp.baseAddress! + ((first + b) * cout + o) * plane
                                             let beta = bp[o]
                                             for p in 0..<plane { dst[p] = src[p] + beta }
@@ -114,7 +112,9 @@ public struct Conv2d: Sendable {
         let chunk = chunkSize(batch: n, plane: plane)
         let chunks = (n + chunk - 1) / chunk
         let workers = min(Parallel.threads, chunks)
-        var dx = needInput ? Tensor(shape: x.shape) : Tensor(shape: [0])
+        var dx = needInput ? Tensor(uninitializedShape: x.shape) : Tensor(shape: [0])
+        let colsSize = kdim * chunk * plane, gradSize = cout * chunk * plane
+        var scratch = Tensor(uninitializedShape: [workers * (colsSize + gradSize)])  // per worker: cols, grad
         var partialW = [Float](repeating: 0, count: needParameters ? workers * cout * kdim : 0)
         var partialB = [Float](repeating: 0, count: needParameters ? workers * cout : 0)
         x.storage.withUnsafeBufferPointer { xp in
@@ -123,52 +123,40 @@ public struct Conv2d: Sendable {
                     dx.storage.withUnsafeMutableBufferPointer { dxp in
                         partialW.withUnsafeMutableBufferPointer { pw in
                             partialB.withUnsafeMutableBufferPointer { pb in
+                                scratch.storage.withUnsafeMutableBufferPointer { sp in
                                 Parallel.forRanges(chunks) { worker, range in
-                                    var cols = [Float](repeating: 0, count: kdim * chunk * plane)
-                                    var grad = [Float](repeating: 0, count: cout * chunk * plane)
+                                    let cols = sp.baseAddress! + worker * (colsSize + gradSize), grad = cols + colsSize
                                     for c in range {
                                         let first = c * chunk, count = min(chunk, n - first)
                                         let columns = count * plane
-                                        grad.withUnsafeMutableBufferPointer { gp in
-                                            // (B, Cout, P) → (Cout, B·P)
-                                            for b in 0..<count {
-                                                for o in 0..<cout {
-                                                    let src = dyp.baseAddress! + ((first + b) * cout + o) * plane
-                                                    let dst = gp.baseAddress! + o * columns + b * plane
-                                                    for p in 0..<plane { dst[p] = src[p] }
-                                                }
+                                        // (B, Cout, P) → (Cout, B·P)
+                                        for b in 0..<count {
+                                            for o in 0..<cout {
+                                                let src = dyp.baseAddress! + ((first + b) * cout + o) * plane
+                                                let dst = grad + o * columns + b * plane
+                                                for p in 0..<plane { dst[p] = src[p] }
                                             }
                                         }
                                         if needParameters {
-                                            cols.withUnsafeMutableBufferPointer { colp in
-                                                im2col(xp, shape: x.shape, first: first, count: count, into: colp.baseAddress!)
-                                            }
-                                            grad.withUnsafeBufferPointer { gp in
-                                                cols.withUnsafeBufferPointer { colp in
-                                                    BLAS.gemm(transposeB: true, m: cout, n: kdim, k: columns,
-                                                              a: gp.baseAddress!, b: colp.baseAddress!, beta: 1,
-                                                              c: pw.baseAddress! + worker * cout * kdim,
-                                                              lda: columns, ldb: columns)
-                                                }
-                                                for o in 0..<cout {
-                                                    var sum: Float = 0
-                                                    let row = gp.baseAddress! + o * columns
-                                                    for j in 0..<columns { sum += row[j] }
-                                                    pb[worker * cout + o] += sum
-                                                }
+                                            im2col(xp, shape: x.shape, first: first, count: count, into: cols)
+                                            BLAS.gemm(transposeB: true, m: cout, n: kdim, k: columns, a: grad, b: cols, beta: 1,
+                                                      c: pw.baseAddress! + worker * cout * kdim, lda: columns, ldb: columns)
+                                            for o in 0..<cout {
+                                                var sum: Float = 0
+                                                let row = grad + o * columns
+                                                for j in 0..<columns { sum += row[j] }
+                                                pb[worker * cout + o] += sum
                                             }
                                         }
                                         if needInput {
-                                            cols.withUnsafeMutableBufferPointer { colp in
-                                                grad.withUnsafeBufferPointer { gp in
-                                                    BLAS.gemm(transposeA: true, m: kdim, n: columns, k: cout,
-                                                              a: wp.baseAddress!, b: gp.baseAddress!, c: colp.baseAddress!)
-                                                }
-                                                col2im(colp.baseAddress!, shape: x.shape, first: first, count: count,
-                                                       into: dxp.baseAddress!)
-                                            }
+                                            BLAS.gemm(transposeA: true, m: kdim, n: columns, k: cout, a: wp.baseAddress!, b: grad, c: cols)
+                                            let imageSize = x.count / n
+                                            let images = dxp.baseAddress! + first * imageSize
+                                            images.update(repeating: 0, count: count * imageSize)
+                                            col2im(cols, shape: x.shape, first: first, count: count, into: dxp.baseAddress!)
                                         }
                                     }
+                                }
                                 }
                             }
                         }

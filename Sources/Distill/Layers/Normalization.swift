@@ -65,7 +65,7 @@ public struct Norm: Sendable {
     public func forward(_ x: Tensor, training: Bool) -> (output: Tensor, statistics: Statistics) {
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         if kind == .none { return (x, Statistics(mean: [], inverseStd: [])) }
-        var y = Tensor(shape: x.shape)
+        var y = Tensor(uninitializedShape: x.shape)
         var stats: Statistics
         if kind == .batch {
             stats = Statistics(mean: [Float](repeating: 0, count: c), inverseStd: [Float](repeating: 0, count: c))
@@ -106,21 +106,19 @@ public struct Norm: Sendable {
                             inv.withUnsafeMutableBufferPointer { ip in
                                 Parallel.forEach(n * groups) { ng in
                                     let src = xp.baseAddress! + ng * groupSize, dst = yp.baseAddress! + ng * groupSize
-                                    var sum: Float = 0
-                                    for i in 0..<groupSize { sum += src[i] }
-                                    let m = sum / Float(groupSize)
-                                    var sq: Float = 0
-                                    for i in 0..<groupSize { let d = src[i] - m; sq += d * d }
-                                    let r = 1 / (sq / Float(groupSize) + Norm.epsilon).squareRoot()
+                                    let m = Kernels.sum(src, groupSize) / Float(groupSize)
+                                    let variance = Kernels.squaredDeviation(src, groupSize, mean: m) / Float(groupSize)
+                                    let r = 1 / (variance + Norm.epsilon).squareRoot()
                                     mp[ng] = m
                                     ip[ng] = r
                                     if kind == .layer {
                                         for i in 0..<groupSize { dst[i] = (src[i] - m) * r * gp[i] + bp[i] }
                                     } else {
                                         let firstChannel = (ng % groups) * (c / groups)
-                                        for i in 0..<groupSize {
-                                            let ch = firstChannel + i / plane
-                                            dst[i] = (src[i] - m) * r * gp[ch] + bp[ch]
+                                        for k in 0..<(c / groups) {
+                                            let scale = r * gp[firstChannel + k], shift = bp[firstChannel + k] - m * scale
+                                            let s = src + k * plane, d = dst + k * plane
+                                            for i in 0..<plane { d[i] = s[i] * scale + shift }
                                         }
                                     }
                                 }
@@ -164,7 +162,7 @@ public struct Norm: Sendable {
                          training: Bool) -> (input: Tensor, gamma: Tensor, beta: Tensor) {
         if kind == .none { return (dy, gamma, beta) }
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-        var dx = Tensor(shape: x.shape)
+        var dx = Tensor(uninitializedShape: x.shape)
         var dgamma = Tensor(shape: gamma.shape), dbeta = Tensor(shape: beta.shape)
         if kind == .batch {
             Self.batchBackward(x, stats: statistics, dy: dy, gamma: gamma, training: training, dx: &dx,
@@ -188,21 +186,41 @@ public struct Norm: Sendable {
                                     let m = statistics.mean[ng], r = statistics.inverseStd[ng]
                                     let src = xp.baseAddress! + ng * groupSize, g = gyp.baseAddress! + ng * groupSize
                                     let dst = dxp.baseAddress! + ng * groupSize
+                                    let pgs = pg.baseAddress! + sample * affineSize, pbs = pb.baseAddress! + sample * affineSize
+                                    // d = dy·γ; need mean(d) and mean(d·x̂) over the group, and dγ = Σ dy·x̂, dβ = Σ dy.
                                     var sumD: Float = 0, sumDX: Float = 0
-                                    for i in 0..<groupSize {
-                                        let xhat = (src[i] - m) * r
-                                        let affineIndex = kind == .layer ? i : firstChannel + i / plane
-                                        let d = g[i] * gp[affineIndex]
-                                        sumD += d
-                                        sumDX += d * xhat
-                                        pg[sample * affineSize + affineIndex] += g[i] * xhat
-                                        pb[sample * affineSize + affineIndex] += g[i]
+                                    if kind == .layer {
+                                        for i in 0..<groupSize {
+                                            let xhat = (src[i] - m) * r, d = g[i] * gp[i]
+                                            sumD += d
+                                            sumDX += d * xhat
+                                            pgs[i] += g[i] * xhat
+                                            pbs[i] += g[i]
+                                        }
+                                    } else {
+                                        for k in 0..<channelsPerGroup {
+                                            let (sg, sgx) = Kernels.sumAndCentredDot(g + k * plane, src + k * plane, plane, mean: m)
+                                            let gamma = gp[firstChannel + k]
+                                            sumD += gamma * sg
+                                            sumDX += gamma * sgx * r
+                                            pgs[firstChannel + k] += sgx * r
+                                            pbs[firstChannel + k] += sg
+                                        }
                                     }
                                     let meanD = sumD / Float(groupSize), meanDX = sumDX / Float(groupSize)
-                                    for i in 0..<groupSize {
-                                        let xhat = (src[i] - m) * r
-                                        let affineIndex = kind == .layer ? i : firstChannel + i / plane
-                                        dst[i] = r * (g[i] * gp[affineIndex] - meanD - xhat * meanDX)
+                                    if kind == .layer {
+                                        for i in 0..<groupSize {
+                                            let xhat = (src[i] - m) * r
+                                            dst[i] = r * (g[i] * gp[i] - meanD - xhat * meanDX)
+                                        }
+                                    } else {
+                                        for k in 0..<channelsPerGroup {
+                                            let gamma = gp[firstChannel + k]
+                                            let s = src + k * plane, gk = g + k * plane, d = dst + k * plane
+                                            // dx = r·(γ·dy − meanD − (x − m)·r·meanDX)
+                                            let a = r * gamma, b = r * r * meanDX, c0 = -r * meanD + b * m
+                                            for i in 0..<plane { d[i] = a * gk[i] - b * s[i] + c0 }
+                                        }
                                     }
                                 }
                             }
