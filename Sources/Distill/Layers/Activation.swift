@@ -4,13 +4,16 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
 
     /// y = f(x).
     public func forward(_ x: Tensor) -> Tensor {
-        var y = x
-        y.storage.withUnsafeMutableBufferPointer { yp in
-            Parallel.forRanges(yp.count) { _, range in
-                switch self {
-                case .relu: for i in range { yp[i] = yp[i] > 0 ? yp[i] : 0 }
-                case .leakyrelu: for i in range { yp[i] = yp[i] > 0 ? yp[i] : 0.01 * yp[i] }
-                case .sigmoid: for i in range { yp[i] = 1 / (1 + _expf(-yp[i])) }
+        var y = Tensor(uninitializedShape: x.shape)
+        x.storage.withUnsafeBufferPointer { xp in
+            y.storage.withUnsafeMutableBufferPointer { yp in
+                let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
+                Parallel.forRanges(yp.count) { _, range in
+                    switch self {
+                    case .relu: for i in range { dst[i] = src[i] > 0 ? src[i] : 0 }
+                    case .leakyrelu: for i in range { dst[i] = src[i] > 0 ? src[i] : 0.01 * src[i] }
+                    case .sigmoid: for i in range { dst[i] = 1 / (1 + _expf(-src[i])) }
+                    }
                 }
             }
         }
@@ -19,17 +22,20 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
 
     /// dL/dx from the forward input `x` and dL/dy.
     public func backward(_ x: Tensor, outputGradient dy: Tensor) -> Tensor {
-        var dx = dy
+        var dx = Tensor(uninitializedShape: x.shape)
         x.storage.withUnsafeBufferPointer { xp in
-            dx.storage.withUnsafeMutableBufferPointer { dp in
-                Parallel.forRanges(dp.count) { _, range in
-                    switch self {
-                    case .relu: for i in range { dp[i] = xp[i] > 0 ? dp[i] : 0 }
-                    case .leakyrelu: for i in range { dp[i] = xp[i] > 0 ? dp[i] : 0.01 * dp[i] }
-                    case .sigmoid:
-                        for i in range {
-                            let s = 1 / (1 + _expf(-xp[i]))
-                            dp[i] *= s * (1 - s)
+            dy.storage.withUnsafeBufferPointer { gp in
+                dx.storage.withUnsafeMutableBufferPointer { dp in
+                    let (src, g, dst) = (xp.baseAddress!, gp.baseAddress!, dp.baseAddress!)
+                    Parallel.forRanges(dp.count) { _, range in
+                        switch self {
+                        case .relu: for i in range { dst[i] = src[i] > 0 ? g[i] : 0 }
+                        case .leakyrelu: for i in range { dst[i] = src[i] > 0 ? g[i] : 0.01 * g[i] }
+                        case .sigmoid:
+                            for i in range {
+                                let s = 1 / (1 + _expf(-src[i]))
+                                dst[i] = g[i] * s * (1 - s)
+                            }
                         }
                     }
                 }
