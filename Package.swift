@@ -38,7 +38,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            exclude: ["Resources"]
+            exclude: ["Resources"],
+            // The numeric core is optimised in debug builds too, so that `swift test` exercises it at usable speed.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
         // The wire: gRPC service, sealed envelopes, certificates. No tensors.
         .target(
@@ -78,7 +80,7 @@ let package = Package(
 )
 
 for target in package.targets where target.type != .system {
-    var settings = target.swiftSettings ?? []
+    var settings = target.swiftSettings ?? []  // keeps per-target settings such as Distill's optimisation
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
     target.swiftSettings = settings
