@@ -12,7 +12,7 @@ struct FedDistillCommand: AsyncParsableCommand {
             synthetic sets; the coordinator merges them by distribution matching and evaluates a global model.
             """,
         version: FedDistillVersion.string,
-        subcommands: [DatasetsCommand.self])
+        subcommands: [DatasetsCommand.self, CertsCommand.self, KeysCommand.self])
 
     static func main() async {
         LoggingSystem.bootstrap { label in
