@@ -14,7 +14,7 @@ struct CertificateTests {
 
         for leaf in [coordinator.certificate, node.certificate] {
             var verifier = Verifier(rootCertificates: CertificateStore([ca.certificate])) {
-                RFC5280Policy(validationTime: Date())
+                RFC5280Policy()
             }
             let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore())
             guard case .validCertificate(let chain) = result else {
@@ -36,7 +36,7 @@ struct CertificateTests {
         let other = try CertificateAuthority.create(in: otherDirectory.path)
         let stranger = try other.issue(name: "node-a", role: .node)
         var verifier = Verifier(rootCertificates: CertificateStore([ca.certificate])) {
-            RFC5280Policy(validationTime: Date())
+            RFC5280Policy()
         }
         let result = await verifier.validate(leaf: stranger.certificate, intermediates: CertificateStore())
         if case .validCertificate = result { Issue.record("foreign certificate chained to the CA") }

@@ -13,6 +13,8 @@ struct ServiceTests {
         let directory: TemporaryDirectory
         let foreignDirectory: TemporaryDirectory
         let coordinator: TLSCredentials
+        /// A coordinator certificate whose only SAN is the DNS name `coordinator.example`.
+        let namedCoordinator: TLSCredentials
         let nodeA: TLSCredentials
         let nodeB: TLSCredentials
         let foreignNodeA: TLSCredentials
@@ -22,6 +24,9 @@ struct ServiceTests {
             foreignDirectory = try TemporaryDirectory()
             let ca = try CertificateAuthority.create(in: directory.path)
             coordinator = try ca.issue(name: "coordinator", role: .coordinator(subjectAlternativeNames: [])).credentials
+            namedCoordinator = try ca.issue(
+                name: "named-coordinator", role: .coordinator(subjectAlternativeNames: ["coordinator.example"])
+            ).credentials
             nodeA = try ca.issue(name: "node-a", role: .node).credentials
             nodeB = try ca.issue(name: "node-b", role: .node).credentials
             let foreign = try CertificateAuthority.create(in: foreignDirectory.path)
@@ -43,10 +48,13 @@ struct ServiceTests {
     }
 
     /// Runs `body` with the port of a live server; shuts the server down afterwards.
-    func withServer<T: Sendable>(_ body: (Int) async throws -> T) async throws -> T {
+    func withServer<T: Sendable>(
+        credentials: TLSCredentials? = nil, _ body: (Int) async throws -> T
+    ) async throws -> T {
         defer { pki.remove() }
         let server = GRPCServer(
-            transport: FederationTransport.server(host: "127.0.0.1", port: 0, credentials: pki.coordinator),
+            transport: FederationTransport.server(
+                host: "127.0.0.1", port: 0, credentials: credentials ?? pki.coordinator),
             services: [service])
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.serve() }
@@ -147,14 +155,22 @@ struct ServiceTests {
         }
     }
 
-    @Test func clientRefusesACoordinatorWithTheWrongName() async throws {
-        try await withServer { port in
+    @Test func clientVerifiesTheCoordinatorName() async throws {
+        // NIOSSL accepts the coordinator if a SAN matches the expected DNS name or the connected IP address.
+        try await withServer(credentials: pki.namedCoordinator) { port in
+            await #expect(throws: RPCError.self) {  // connected to 127.0.0.1, which the certificate does not name
+                try await withClient(port: port, credentials: pki.nodeA) { try await $0.join(joinRequest("node-a")) }
+            }
             await #expect(throws: RPCError.self) {
-                try await withClient(port: port, credentials: pki.nodeA, serverName: "coordinator.example") {
+                try await withClient(port: port, credentials: pki.nodeA, serverName: "impostor.example") {
                     try await $0.join(joinRequest("node-a"))
                 }
             }
             #expect(service.joined.isEmpty)
+            let joined = try await withClient(port: port, credentials: pki.nodeA, serverName: "coordinator.example") {
+                try await $0.join(joinRequest("node-a"))
+            }
+            #expect(joined.round.roundID == 3 && service.joined == ["node-a"])
         }
     }
 
