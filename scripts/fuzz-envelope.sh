@@ -31,4 +31,4 @@ swiftc -sanitize=fuzzer,address -parse-as-library -g -O \
     "${sources[@]}" -o "$out/envelope-fuzz"
 
 cd "$out"
-./envelope-fuzz -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 corpus
+FDSE_WRITE_SEED=corpus/seed-valid-envelope ./envelope-fuzz -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 corpus

@@ -19,3 +19,26 @@ public func envelopeFuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int)
     }
     return 0
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// With `FDSE_WRITE_SEED=PATH`, writes one valid envelope sealed with the fixed keys to PATH before fuzzing
+/// starts, so that the corpus reaches the signature check and decryption from the first run.
+@_cdecl("LLVMFuzzerInitialize")
+public func envelopeFuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
+) -> CInt {
+    guard let path = getenv("FDSE_WRITE_SEED"), let keys = fuzzSealingKeys, let signer = fuzzSigningKeys else { return 0 }
+    let header = EnvelopeHeader(federationID: "fuzz-federation", roundID: 1, nodeID: "fuzz-node")
+    guard let envelope = try? SealedEnvelope.seal(payload: Array("synthetic set".utf8), recipient: keys.publicKey,
+                                                  signer: signer, header: header, limits: fuzzLimits)
+    else { return 0 }
+    let bytes = envelope.serialized()
+    if let file = fopen(path, "wb") {
+        _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        fclose(file)
+    }
+    return 0
+}

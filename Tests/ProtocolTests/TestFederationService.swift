@@ -40,12 +40,14 @@ final class TestFederationService: Feddistill_V1_Federation.SimpleServiceProtoco
     func submit(
         request: RPCAsyncSequence<Feddistill_V1_SubmitChunk, any Error>, context: ServerContext
     ) async throws -> Feddistill_V1_Receipt {
-        let submission = try await SubmissionReceiver.receive(request, context: context, maxEnvelopeBytes: 64 << 20)
-        guard submission.metadata.roundID == roundID else {
-            throw RPCError(code: .failedPrecondition, message: "round \(submission.metadata.roundID) is not open")
+        try await SubmissionReceiver.receiveAndStore(request, context: context, maxEnvelopeBytes: 64 << 20) {
+            submission in
+            guard submission.metadata.roundID == roundID else {
+                throw RPCError(code: .failedPrecondition, message: "round \(submission.metadata.roundID) is not open")
+            }
+            state.withLock { $0.stored[submission.nodeID] = submission.envelope }  // "durably stored" in memory
+            return 1_800_000_000
         }
-        state.withLock { $0.stored[submission.nodeID] = submission.envelope }  // "durably stored" in memory
-        return submission.receipt(storedAtUnixSeconds: 1_800_000_000)
     }
 
     func watchRound(

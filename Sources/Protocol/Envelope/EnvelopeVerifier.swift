@@ -1,3 +1,5 @@
+import Logging
+
 /// An envelope that passed every coordinator-side check, with its decrypted payload.
 public struct VerifiedEnvelope: Sendable {
     /// The authenticated header.
@@ -48,9 +50,28 @@ public struct EnvelopeVerifier: Sendable {
     ///   - bytes: The envelope as received.
     ///   - currentRound: The round now open; other rounds are stale or future.
     ///   - sender: The node id proven by the peer certificate; `nil` skips the check (offline verification).
+    ///   - logger: Receives one line per envelope: accepted (node, round, size) or rejected (reason).
     /// - Returns: The verified header and decrypted payload.
     /// - Throws: The first `EnvelopeError` found; map it with `rpcError` to answer the peer.
     public func verify(
+        _ bytes: [UInt8], currentRound: UInt64, sender: String?, logger: Logger = .current
+    ) async throws(EnvelopeError) -> VerifiedEnvelope {
+        do {
+            let verified = try await check(bytes, currentRound: currentRound, sender: sender)
+            logger.info("envelope accepted", metadata: [
+                "node.id": "\(verified.header.nodeID)", "round.id": "\(verified.header.roundID)",
+                "payload.bytes": "\(verified.payload.count)",
+            ])
+            return verified
+        } catch {
+            logger.info("envelope rejected", metadata: [
+                "sender": "\(sender ?? "-")", "round.current": "\(currentRound)", "reason": "\(error.description)",
+            ])
+            throw error
+        }
+    }
+
+    private func check(
         _ bytes: [UInt8], currentRound: UInt64, sender: String?
     ) async throws(EnvelopeError) -> VerifiedEnvelope {
         let envelope = try SealedEnvelope.parse(bytes, limits: limits)

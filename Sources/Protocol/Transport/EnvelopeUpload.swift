@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRPCCore
+import Logging
 
 /// Public names for the generated wire messages callers use most.
 public typealias SubmitChunk = Feddistill_V1_SubmitChunk
@@ -76,12 +77,52 @@ public enum SubmissionReceiver {
     ///   - chunks: The request stream.
     ///   - context: The handler's server context (for the peer certificate).
     ///   - maxEnvelopeBytes: Largest `totalSize` accepted.
+    ///   - logger: Receives one line per submission (node, round, size or the refusal reason; never bytes).
     /// - Returns: The envelope with its digest.
     /// - Throws: `RPCError` with `.invalidArgument` (protocol violations, truncated stream),
     ///   `.resourceExhausted` (too large), `.permissionDenied` (node mismatch) or `.unauthenticated`.
     public static func receive(
         _ chunks: RPCAsyncSequence<SubmitChunk, any Error>, context: ServerContext,
-        maxEnvelopeBytes: Int = EnvelopeLimits.default.maxEnvelopeBytes
+        maxEnvelopeBytes: Int = EnvelopeLimits.default.maxEnvelopeBytes, logger: Logger = .current
+    ) async throws -> ReceivedSubmission {
+        do {
+            let submission = try await assemble(chunks, context: context, maxEnvelopeBytes: maxEnvelopeBytes)
+            logger.debug("submission received", metadata: [
+                "node.id": "\(submission.nodeID)", "round.id": "\(submission.metadata.roundID)",
+                "envelope.bytes": "\(submission.envelope.count)",
+            ])
+            return submission
+        } catch let error as RPCError {
+            logger.info("submission refused", metadata: [
+                "peer": "\(context.remotePeer)", "rpc.code": "\(error.code)", "reason": "\(error.message)",
+            ])
+            throw error
+        }
+    }
+
+    /// Receives one envelope, hands it to `store`, and only when `store` returns (the envelope is durable)
+    /// builds the receipt. If `store` throws, no receipt is sent and the error reaches the client.
+    /// - Parameters:
+    ///   - chunks: The request stream.
+    ///   - context: The handler's server context.
+    ///   - maxEnvelopeBytes: Largest `totalSize` accepted.
+    ///   - logger: See `receive`.
+    ///   - store: Persists the submission durably (verify it first if you like) and returns the storage time in
+    ///     unix seconds.
+    /// - Returns: The receipt for the handler to return.
+    /// - Throws: The errors of `receive`, or whatever `store` throws.
+    public static func receiveAndStore(
+        _ chunks: RPCAsyncSequence<SubmitChunk, any Error>, context: ServerContext,
+        maxEnvelopeBytes: Int = EnvelopeLimits.default.maxEnvelopeBytes, logger: Logger = .current,
+        store: (ReceivedSubmission) async throws -> Int64
+    ) async throws -> Receipt {
+        let submission = try await receive(chunks, context: context, maxEnvelopeBytes: maxEnvelopeBytes, logger: logger)
+        let storedAt = try await store(submission)
+        return submission.receipt(storedAtUnixSeconds: storedAt)
+    }
+
+    private static func assemble(
+        _ chunks: RPCAsyncSequence<SubmitChunk, any Error>, context: ServerContext, maxEnvelopeBytes: Int
     ) async throws -> ReceivedSubmission {
         var iterator = chunks.makeAsyncIterator()
         guard let first = try await iterator.next() else {
