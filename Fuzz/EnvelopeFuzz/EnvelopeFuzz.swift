@@ -28,9 +28,12 @@ import Glibc
 /// starts, so that the corpus reaches the signature check and decryption from the first run.
 @_cdecl("LLVMFuzzerInitialize")
 public func envelopeFuzzInitialize(
-    _ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
+    _ argc: UnsafeMutablePointer<CInt>?,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
 ) -> CInt {
-    guard let path = getenv("FDSE_WRITE_SEED"), let keys = fuzzSealingKeys, let signer = fuzzSigningKeys else { return 0 }
+    guard let path = getenv("FDSE_WRITE_SEED"), let keys = fuzzSealingKeys, let signer = fuzzSigningKeys else {
+        return 0
+    }
     let header = EnvelopeHeader(federationID: "fuzz-federation", roundID: 1, nodeID: "fuzz-node")
     guard let envelope = try? SealedEnvelope.seal(payload: Array("synthetic set".utf8), recipient: keys.publicKey,
                                                   signer: signer, header: header, limits: fuzzLimits)

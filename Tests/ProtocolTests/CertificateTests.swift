@@ -52,7 +52,9 @@ struct CertificateTests {
         for path in [directory.path + "/ca.key", node.credentials.privateKeyPath, keys.sealingKey, keys.signingKey] {
             #expect(try mode(path) == 0o600, "\(path)")
         }
-        for path in [directory.path + "/ca.pem", node.credentials.certificatePath, keys.sealingPublic, keys.signingPublic] {
+        let publicFiles = [directory.path + "/ca.pem", node.credentials.certificatePath, keys.sealingPublic,
+                           keys.signingPublic]
+        for path in publicFiles {
             #expect(try mode(path) & 0o400 != 0, "\(path)")  // public files: umask decides the rest
         }
     }
@@ -106,9 +108,11 @@ struct CertificateTests {
         #expect(try KeyFiles.readSigningPublicKey(paths.signingPublic) == generated.signing.publicKey)
         // Keys restored from files seal and open.
         let header = EnvelopeHeader(federationID: "f", roundID: 1, nodeID: "coordinator")
-        let envelope = try SealedEnvelope.seal(payload: [7], recipient: sealing.publicKey, signer: signing, header: header)
+        let envelope = try SealedEnvelope.seal(payload: [7], recipient: sealing.publicKey, signer: signing,
+                                               header: header)
         #expect(try envelope.open(recipientKeys: generated.sealing, expectedSigner: generated.signing.publicKey) == [7])
-        #expect(!String(describing: generated.sealing).contains(try String(contentsOfFile: paths.sealingKey, encoding: .utf8)))
+        let secretFile = try String(contentsOfFile: paths.sealingKey, encoding: .utf8)
+        #expect(!String(describing: generated.sealing).contains(secretFile))
         #expect(throws: ProvisioningError.self) { try KeyFiles.readSealingKeys(paths.signingPublic + ".missing") }
         #expect(throws: ProvisioningError.self) { try KeyFiles.readSigningKeys(paths.sealingKey) }  // wrong label
     }

@@ -20,7 +20,9 @@ struct EnvelopePropertyTests {
             payload, cut in
             let bytes = try fixture.seal(payload)
             let length = cut % bytes.count
-            #expect(throws: EnvelopeError.self) { try SealedEnvelope.parse(Array(bytes.prefix(length)), limits: .default) }
+            #expect(throws: EnvelopeError.self) {
+                try SealedEnvelope.parse(Array(bytes.prefix(length)), limits: .default)
+            }
         }
     }
 

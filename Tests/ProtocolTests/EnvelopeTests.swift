@@ -47,7 +47,9 @@ struct EnvelopeTests {
         let fixture = try EnvelopeFixture()
         let bytes = try fixture.seal(Array(repeating: 0x5a, count: 100))
         for length in 0..<bytes.count {
-            #expect(throws: EnvelopeError.self) { try SealedEnvelope.parse(Array(bytes.prefix(length)), limits: .default) }
+            #expect(throws: EnvelopeError.self) {
+                try SealedEnvelope.parse(Array(bytes.prefix(length)), limits: .default)
+            }
         }
     }
 

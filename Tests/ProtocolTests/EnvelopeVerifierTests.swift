@@ -46,7 +46,8 @@ struct EnvelopeVerifierTests {
         await #expect(throws: EnvelopeError.federationMismatch(received: "other", expected: "fed-test")) {
             try await verifier.verify(foreign, currentRound: 7, sender: nil)
         }
-        let stranger = try fixture.seal([1], header: EnvelopeHeader(federationID: "fed-test", roundID: 7, nodeID: "node-z"))
+        let stranger = try fixture.seal(
+            [1], header: EnvelopeHeader(federationID: "fed-test", roundID: 7, nodeID: "node-z"))
         await #expect(throws: EnvelopeError.unknownNode("node-z")) {
             try await verifier.verify(stranger, currentRound: 7, sender: nil)
         }

@@ -138,7 +138,9 @@ struct ServiceTests {
             }
             #expect(service.joined.isEmpty)
             // The server still serves members.
-            let joined = try await withClient(port: port, credentials: pki.nodeA) { try await $0.join(joinRequest("node-a")) }
+            let joined = try await withClient(port: port, credentials: pki.nodeA) {
+                try await $0.join(joinRequest("node-a"))
+            }
             #expect(joined.round.roundID == 3)
         }
     }
@@ -179,6 +181,10 @@ struct ServiceTests {
             try await withClient(port: port, credentials: pki.nodeA) { federation in
                 let error = await #expect(throws: RPCError.self) { try await federation.join(joinRequest("node-b")) }
                 #expect(error?.code == .permissionDenied)
+                var oldVersion = joinRequest("node-a")
+                oldVersion.protocolVersion = ProtocolVersion.current + 1
+                let versionError = await #expect(throws: RPCError.self) { try await federation.join(oldVersion) }
+                #expect(versionError?.code == .failedPrecondition)
                 var metadata = SubmitMetadata()
                 metadata.roundID = 3
                 metadata.nodeID = "node-b"
@@ -215,7 +221,8 @@ struct ServiceTests {
                 var metadata = SubmitMetadata()
                 metadata.roundID = 3
                 metadata.nodeID = "node-b"
-                let receipt = try await federation.submitEnvelope(Array(repeating: 1, count: 100_000), metadata: metadata)
+                let receipt = try await federation.submitEnvelope(Array(repeating: 1, count: 100_000),
+                                                                  metadata: metadata)
                 #expect(receipt.envelopeDigest.count == 32)
                 #expect(service.stored["node-b"]?.count == 100_000)
             }

@@ -21,6 +21,7 @@ final class TestFederationService: Feddistill_V1_Federation.SimpleServiceProtoco
 
     func join(request: Feddistill_V1_JoinRequest, context: ServerContext) async throws -> Feddistill_V1_JoinResponse {
         let node = try PeerIdentity.requireNode(request.nodeID, context: context)
+        try ProtocolVersion.require(request.protocolVersion)
         state.withLock { $0.joined.append(node) }
         var response = Feddistill_V1_JoinResponse()
         response.round.roundID = roundID
@@ -66,7 +67,9 @@ final class TestFederationService: Feddistill_V1_Federation.SimpleServiceProtoco
         try await response.write(closed)
     }
 
-    func status(request: Feddistill_V1_StatusRequest, context: ServerContext) async throws -> Feddistill_V1_StatusResponse {
+    func status(
+        request: Feddistill_V1_StatusRequest, context: ServerContext
+    ) async throws -> Feddistill_V1_StatusResponse {
         var response = Feddistill_V1_StatusResponse()
         response.rounds = 1
         response.nodes = UInt64(Set(joined).count)

@@ -24,7 +24,9 @@ public struct EnvelopeHeader: Sendable, Hashable {
     ///   - federationID: The federation identifier (1…`maxIdentifierBytes` UTF-8 bytes).
     ///   - roundID: The round identifier.
     ///   - nodeID: The node identifier (1…`maxIdentifierBytes` UTF-8 bytes).
-    public init(protocolVersion: UInt32 = ProtocolVersion.current, federationID: String, roundID: UInt64, nodeID: String) {
+    public init(
+        protocolVersion: UInt32 = ProtocolVersion.current, federationID: String, roundID: UInt64, nodeID: String
+    ) {
         self.protocolVersion = protocolVersion
         self.federationID = federationID
         self.roundID = roundID

@@ -84,7 +84,9 @@ enum SecureFile {
                 throw .readFailed(path: path, reason: String(cString: strerror(errno)))
             }
             if n == 0 { break }
-            guard out.count + n <= maxBytes else { throw .readFailed(path: path, reason: "larger than \(maxBytes) bytes") }
+            guard out.count + n <= maxBytes else {
+                throw .readFailed(path: path, reason: "larger than \(maxBytes) bytes")
+            }
             out.append(contentsOf: buffer[0..<n])
         }
         return out

@@ -27,8 +27,9 @@ public struct TLSCredentials: Sendable, Hashable {
     ///   - name: The coordinator or node name the certificate was issued for.
     /// - Returns: The credentials.
     public static func inDirectory(_ directory: String, name: String) -> TLSCredentials {
-        TLSCredentials(caCertificatePath: directory + "/" + CertificateAuthority.caCertificateFile,
-                       certificatePath: directory + "/" + name + ".pem", privateKeyPath: directory + "/" + name + ".key")
+        TLSCredentials(
+            caCertificatePath: directory + "/" + CertificateAuthority.caCertificateFile,
+            certificatePath: directory + "/" + name + ".pem", privateKeyPath: directory + "/" + name + ".key")
     }
 }
 
@@ -88,12 +89,15 @@ public enum FederationTransport {
     ///   - maxMessageBytes: Largest message sent or received (in this gRPC version the client's request limit
     ///     also bounds received messages).
     /// - Returns: The transport, to pass to `GRPCClient`.
-    /// - Throws: If the target cannot be resolved or the TLS context cannot be built.
+    /// - Throws: `RPCError(.invalidArgument)` without any CA path; a transport error if the target cannot be
+    ///   resolved or the TLS context cannot be built (unreadable files).
     public static func client(
         host: String, port: Int, serverName: String? = nil, credentials: TLSCredentials?,
         caCertificatePath: String? = nil, maxMessageBytes: Int = defaultMaxMessageBytes
     ) throws -> HTTP2ClientTransport.Posix {
-        let caPath = credentials?.caCertificatePath ?? caCertificatePath ?? ""
+        guard let caPath = credentials?.caCertificatePath ?? caCertificatePath else {
+            throw RPCError(code: .invalidArgument, message: "a client needs the federation CA certificate to trust")
+        }
         var tls = HTTP2ClientTransport.Posix.TransportSecurity.TLS(
             certificateChain: [], privateKey: nil, serverCertificateVerification: .fullVerification,
             trustRoots: .certificates([.file(path: caPath, format: .pem)]))

@@ -53,8 +53,9 @@ public enum PeerIdentity {
     public static func requireNode(_ claimedNodeID: String, context: ServerContext) throws(RPCError) -> String {
         let proven = try nodeID(of: context)
         guard proven == claimedNodeID else {
-            throw RPCError(code: .permissionDenied,
-                           message: "message names node \"\(claimedNodeID)\" but the client certificate is for \"\(proven)\"")
+            throw RPCError(
+                code: .permissionDenied,
+                message: "message names node \"\(claimedNodeID)\" but the client certificate is for \"\(proven)\"")
         }
         return proven
     }
