@@ -1,5 +1,6 @@
 import FederationProtocol
 import Foundation
+import GRPCCore
 import SwiftASN1
 import Testing
 import X509
@@ -24,6 +25,10 @@ struct CertificateTests {
             #expect(chain.last == ca.certificate)
         }
         #expect(try PeerIdentity.nodeID(of: node.certificate) == "node-a")
+        // A server certificate never passes as a node, even when its only DNS SAN equals its CN.
+        let disguised = try ca.issue(name: "node-b", role: .coordinator(subjectAlternativeNames: ["node-b"]))
+        #expect(throws: RPCError.self) { try PeerIdentity.nodeID(of: disguised.certificate) }
+        #expect(throws: RPCError.self) { try PeerIdentity.nodeID(of: coordinator.certificate) }
         let sans = try #require(try coordinator.certificate.extensions.subjectAlternativeNames)
         #expect(sans.contains(.dnsName("localhost")))
         #expect(sans.contains(.ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))))

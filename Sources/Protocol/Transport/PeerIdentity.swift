@@ -7,7 +7,7 @@ import X509
 /// `HTTP2ServerTransport.Posix` records the verified peer certificate in
 /// `ServerContext.transportSpecific` (`HTTP2ServerTransport.Posix.Context.peerCertificate`, filled from BoringSSL
 /// after the handshake). A node certificate names the node twice, as subject CN and as the only SAN DNS name;
-/// both must agree.
+/// both must agree, and its extended key usage must include clientAuth.
 public enum PeerIdentity {
     /// The node id proven by the peer certificate.
     /// - Parameter context: The handler's server context.
@@ -24,7 +24,8 @@ public enum PeerIdentity {
     /// The node id a node certificate names (subject CN, equal to its single SAN DNS name).
     /// - Parameter certificate: A node certificate.
     /// - Returns: The node id.
-    /// - Throws: `RPCError(.permissionDenied)` if CN and SAN are missing or disagree.
+    /// - Throws: `RPCError(.permissionDenied)` if CN and SAN are missing or disagree, or the certificate lacks the
+    ///   clientAuth extended key usage.
     public static func nodeID(of certificate: Certificate) throws(RPCError) -> String {
         var commonNames: [String] = []
         for rdn in certificate.subject {
@@ -39,6 +40,12 @@ public enum PeerIdentity {
         guard commonNames.count == 1, let commonName = commonNames.first, dnsNames == [commonName] else {
             throw RPCError(code: .permissionDenied,
                            message: "client certificate does not name exactly one node (CN and SAN DNS must agree)")
+        }
+        // A coordinator (serverAuth) certificate must not pass as a node, even if its names would.
+        let usage: ExtendedKeyUsage?
+        do { usage = try certificate.extensions.extendedKeyUsage } catch { usage = nil }
+        guard let usage, usage.contains(.clientAuth) else {
+            throw RPCError(code: .permissionDenied, message: "client certificate is not a node (clientAuth) certificate")
         }
         return commonName
     }
