@@ -15,7 +15,7 @@ public enum EnvelopeChunking {
     /// Allowed chunk sizes: large enough to amortise framing, small enough to stay far below message limits.
     public static let chunkBytesRange = (64 << 10)...(1 << 20)
     /// The default chunk size.
-    public static let defaultChunkBytes = 256 << 10
+    public static let defaultChunkBytes = 1 << 20
 
     /// Writes `metadata` and then `envelope` in chunks of `chunkBytes` to a `Submit` request stream.
     /// - Parameters:
