@@ -12,7 +12,8 @@ struct FedDistillCommand: AsyncParsableCommand {
             synthetic sets; the coordinator merges them by distribution matching and evaluates a global model.
             """,
         version: FedDistillVersion.string,
-        subcommands: [DatasetsCommand.self, TrainCommand.self, DistillCommand.self, EvaluateCommand.self, ExportCommand.self, BenchCommand.self])
+        subcommands: [DatasetsCommand.self, TrainCommand.self, DistillCommand.self, EvaluateCommand.self, ExportCommand.self,
+                      CertsCommand.self, KeysCommand.self, BenchCommand.self])
 
     static func main() async {
         LoggingSystem.bootstrap { label in

@@ -1,0 +1,67 @@
+import ArgumentParser
+import FederationProtocol
+
+struct CertsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "certs", abstract: "Create the federation CA and issue coordinator and node certificates.",
+        discussion: """
+            Files: DIR/ca.pem and DIR/ca.key for the CA, DIR/NAME.pem and DIR/NAME.key for each issued \
+            certificate. Private keys are created with mode 0600; existing files are never replaced without --force.
+            """,
+        subcommands: [Init.self, Issue.self])
+
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a federation CA (P-256, self-signed).")
+        @Option(name: .customLong("dir"), help: "Directory for ca.pem and ca.key.") var directory: String
+        @Option(help: "Subject common name of the CA.") var commonName = "FedDistill federation CA"
+        @Option(help: "Validity in days.") var days = 3650
+        @Flag(help: "Replace an existing CA (every certificate it issued stops being trusted).") var force = false
+
+        func validate() throws {
+            guard days > 0 else { throw ValidationError("--days must be positive") }
+        }
+
+        func run() throws {
+            do {
+                let ca = try CertificateAuthority.create(in: directory, commonName: commonName, validityDays: days,
+                                                         overwrite: force)
+                print("created federation CA in \(ca.directory): \(CertificateAuthority.caCertificateFile), "
+                      + "\(CertificateAuthority.caKeyFile) (0600)")
+            } catch { throw CommandFailure(error) }
+        }
+    }
+
+    struct Issue: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Issue a coordinator or node certificate.")
+        enum Role: String, ExpressibleByArgument, CaseIterable { case coordinator, node }
+
+        @Option(name: .customLong("dir"), help: "The CA directory (from `certs init`).") var directory: String
+        @Option(help: "coordinator (TLS server) or node (TLS client).") var role: Role
+        @Option(help: "Node id or coordinator name: a-z, 0-9, '-', '.'.") var name: String
+        @Option(name: .customLong("san"), parsing: .singleValue,
+                help: "Coordinator DNS name or IP address (repeatable; default: localhost and 127.0.0.1).")
+        var subjectAlternativeNames: [String] = []
+        @Option(help: "Validity in days.") var days = 825
+        @Flag(help: "Replace an existing certificate and key of the same name.") var force = false
+
+        func validate() throws {
+            guard days > 0 else { throw ValidationError("--days must be positive") }
+            if role == .node, !subjectAlternativeNames.isEmpty {
+                throw ValidationError("--san applies to coordinators; a node's SAN is its name")
+            }
+            do { try NodeName.validate(name) } catch { throw ValidationError(error.description) }
+        }
+
+        func run() throws {
+            do {
+                let ca = try CertificateAuthority.load(from: directory)
+                let issued = try ca.issue(
+                    name: name,
+                    role: role == .node ? .node : .coordinator(subjectAlternativeNames: subjectAlternativeNames),
+                    validityDays: days, overwrite: force)
+                print("issued \(role.rawValue) certificate \(issued.credentials.certificatePath) "
+                      + "with key \(issued.credentials.privateKeyPath) (0600)")
+            } catch { throw CommandFailure(error) }
+        }
+    }
+}
