@@ -63,17 +63,29 @@ let package = Package(
         ),
         .target(
             name: "Node",
-            dependencies: ["Distill", "FederationProtocol", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Distill", "FederationProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(
             name: "Coordinator",
-            dependencies: ["Distill", "FederationProtocol", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Distill", "FederationProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .executableTarget(
             name: "feddistill",
             dependencies: [
                 "Distill", "FederationProtocol", "Node", "Coordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -13,6 +13,7 @@ struct FedDistillCommand: AsyncParsableCommand {
             """,
         version: FedDistillVersion.string,
         subcommands: [DatasetsCommand.self, TrainCommand.self, DistillCommand.self, EvaluateCommand.self, ExportCommand.self,
+                      CoordinatorCommand.self, NodeCommand.self, SimulateCommand.self, StatusCommand.self,
                       CertsCommand.self, KeysCommand.self, BenchCommand.self])
 
     static func main() async {

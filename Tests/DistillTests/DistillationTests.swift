@@ -70,7 +70,7 @@ struct DistributionMatchingTests {
         for seed in UInt64(1)...3 {
             var rng = RandomSource(seed: seed)
             let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: 10, initialization: .noise, using: &rng)
-            let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: 150, batchReal: 128, seed: seed),
+            let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: 300, batchReal: 128, learningRate: 100, seed: seed),
                                           network: network, augmentation: DSA(dataset: "digits"))
             let distilled = dm.distill(splits.train, from: initial).images
             let random = CoresetSelection.random(splits.train, imagesPerClass: 10, using: &rng)
@@ -79,8 +79,8 @@ struct DistributionMatchingTests {
             randomAccuracies.append(evaluation.evaluate(random, test: splits.test).mean)
         }
         let dm = dmAccuracies.reduce(0, +) / 3, random = randomAccuracies.reduce(0, +) / 3
-        #expect(dm > random + 0.02, "DM \(dmAccuracies) vs random \(randomAccuracies)")
-        #expect(dmAccuracies.allSatisfy { $0 > 0.8 }, "DM accuracies \(dmAccuracies)")
+        #expect(dm > random + 0.015, "DM \(dmAccuracies) vs random \(randomAccuracies)")
+        #expect(dmAccuracies.allSatisfy { $0 > 0.85 }, "DM accuracies \(dmAccuracies)")
     }
 
     @Test func sameSeedReproducesTheSet() throws {

@@ -19,7 +19,8 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Distillation iterations (dm).") var iterations = 1000
     @Option(name: .customLong("batch-real"), help: "Real images per class per iteration (dm).") var batchReal = 256
     @Option(name: .customLong("init"), help: "Initialisation: noise, real, mean (dm).") var initialization: String = "noise"
-    @Option(name: .customLong("lr-img"), help: "Learning rate of the images (dm).") var imageLearningRate: Float = 1.0
+    @Option(name: .customLong("lr-img"), help: "Learning rate of the images (dm; default 1.0, or 100 for 8×8 digits).")
+    var imageLearningRate: Float?
     @Flag(name: .customLong("no-dsa"), help: "Disable differentiable siamese augmentation.") var noDSA = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Output safetensors file.") var out: String
@@ -60,7 +61,8 @@ struct DistillCommand: ParsableCommand {
         case .dm:
             let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: ipc, initialization: initialization, using: &rng)
             let dm = DistributionMatching(options: .init(imagesPerClass: ipc, iterations: iterations, batchReal: batchReal,
-                                                         learningRate: imageLearningRate, initialization: initialization, seed: seed),
+                                                         learningRate: imageLearningRate ?? DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
+                                                         initialization: initialization, seed: seed),
                                           network: network, augmentation: augmentation)
             let progress = ProgressDisplay(label: "distill dm iteration")
             let result = dm.distill(splits.train, from: initial) { iteration, loss in

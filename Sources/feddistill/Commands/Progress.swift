@@ -5,6 +5,7 @@ final class ProgressDisplay: @unchecked Sendable {  // used from one task at a t
     private let label: String
     private let interactive: Bool
     private var lastPrint = Date.distantPast
+    private var lastDone = -1
     private let interval: TimeInterval
 
     init(label: String, interval: TimeInterval = 5) {
@@ -16,8 +17,9 @@ final class ProgressDisplay: @unchecked Sendable {  // used from one task at a t
     /// Reports `done` of `total` units; `fields` are shown after the counter.
     func update(done: Int, total: Int, elapsed: Double, fields: [(String, String)], force: Bool = false) {
         let now = Date()
-        guard force || done == total || now.timeIntervalSince(lastPrint) >= interval else { return }
+        guard force || (done == total && done != lastDone) || now.timeIntervalSince(lastPrint) >= interval else { return }
         lastPrint = now
+        lastDone = done
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let text = "\(label) \(done)/\(total) " + fields.map { "\($0.0) \($0.1)" }.joined(separator: "  ")

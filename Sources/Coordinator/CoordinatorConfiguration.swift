@@ -1,0 +1,44 @@
+import Distill
+import FederationProtocol
+import Foundation
+
+/// Everything a coordinator needs for one round. Every field maps to a `feddistill coordinator` flag, a
+/// `FEDDISTILL_COORDINATOR_*` environment variable and a key of the JSON config file (see docs/operations.md).
+public struct CoordinatorConfiguration: Sendable, Codable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (printed as `listening on HOST:PORT`).
+    public var port = 7443
+    /// Where envelopes, the global set and results are stored.
+    public var stateDirectory = "coordinator-state"
+    /// Directory with `ca.pem`, `coordinator.pem`, `coordinator.key`, `coordinator.sealing.key` and one
+    /// `NODE.signing.pub` per registered node.
+    public var credentialsDirectory = "certs"
+    public var federationID = "feddistill"
+    public var roundID: UInt64 = 1
+    public var dataset = "digits"
+    public var dataDirectory: String?
+    public var expectedNodes: [String] = []
+    public var quorum = 1
+    public var deadlineSeconds = 1800.0
+    /// What nodes are asked to do.
+    public var method = "dm"
+    public var imagesPerClass = 10
+    public var nodeIterations = 200
+    /// The merge.
+    public var globalImagesPerClass = 10
+    public var mergeIterations = 200
+    public var width = 128
+    /// Global evaluation.
+    public var evaluationModels = 3
+    public var evaluationEpochs = 300
+    /// Simulation only: also distill the pooled real training data centrally, as a baseline.
+    public var centralizedBaseline = false
+    /// Stop serving once the round's result is written.
+    public var exitAfterRound = true
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    var credentials: TLSCredentials { TLSCredentials.inDirectory(credentialsDirectory, name: "coordinator") }
+    var sealingKeyPath: String { KeyFiles.paths(in: credentialsDirectory, name: "coordinator").sealingKey }
+}

@@ -1,0 +1,218 @@
+import Distill
+import FederationProtocol
+import Foundation
+import GRPCCore
+import Logging
+
+/// The coordinator's state for one round: registrations, durable submissions, round events and the result.
+/// Carries out what ``RoundStateMachine`` decides; the merge and evaluation run on their own thread.
+public actor RoundCoordinator {
+    public let configuration: CoordinatorConfiguration
+    let descriptor: DatasetDescriptor
+    let store: SubmissionStore
+    let verifier: EnvelopeVerifier
+    let sealingKeys: SealingKeys
+    let nodeKeys: [String: SigningPublicKey]
+    let logger: Logger
+    var machine: RoundStateMachine
+    var joined: Set<String> = []
+    var events: [Feddistill_V1_RoundEvent] = []
+    var watchers: [UUID: AsyncStream<Feddistill_V1_RoundEvent>.Continuation] = [:]
+    var finished: [CheckedContinuation<RoundResult, any Error>] = []
+    public private(set) var result: RoundResult?
+    var failure: String?
+
+    /// Loads keys and any submissions already stored for the round (a restart resumes where it stopped).
+    public init(configuration: CoordinatorConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        descriptor = try DatasetCatalog.descriptor(named: configuration.dataset)
+        store = try SubmissionStore(directory: configuration.stateDirectory + "/submissions")
+        sealingKeys = try KeyFiles.readSealingKeys(configuration.sealingKeyPath)
+        var keys: [String: SigningPublicKey] = [:]
+        for node in configuration.expectedNodes {
+            keys[node] = try KeyFiles.readSigningPublicKey(KeyFiles.paths(in: configuration.credentialsDirectory, name: node).signingPublic)
+        }
+        nodeKeys = keys
+        verifier = EnvelopeVerifier(federationID: configuration.federationID, recipientKeys: sealingKeys,
+                                    nodeSigningKeys: keys, replayStore: InMemoryReplayStore())
+        machine = RoundStateMachine(expectedNodes: Set(configuration.expectedNodes), quorum: configuration.quorum,
+                                    deadline: Date().addingTimeInterval(configuration.deadlineSeconds))
+    }
+
+    /// Replays stored submissions into the state machine; call once after init.
+    public func resume() throws {
+        for record in try store.records(round: configuration.roundID) {
+            logger.info("resuming stored submission", metadata: ["node.id": "\(record.nodeID)", "round.id": "\(record.roundID)"])
+            act(machine.submissionStored(from: record.nodeID, now: Date()))
+        }
+    }
+
+    /// The round configuration handed to joining nodes.
+    func join(node: String) -> Feddistill_V1_JoinResponse {
+        if joined.insert(node).inserted {
+            logger.info("node joined", metadata: ["node.id": "\(node)"])
+            publish { $0.nodeJoined.nodeID = node }
+        }
+        var response = Feddistill_V1_JoinResponse()
+        response.round.roundID = configuration.roundID
+        response.round.federationID = configuration.federationID
+        response.round.datasetName = configuration.dataset
+        response.round.imageShape = descriptor.imageShape.map(UInt32.init)
+        response.round.classCount = UInt32(descriptor.classCount)
+        response.round.method = configuration.method
+        response.round.imagesPerClass = UInt32(configuration.imagesPerClass)
+        response.round.iterations = UInt32(configuration.nodeIterations)
+        response.round.deadlineUnixSeconds = Int64(machine.deadline.timeIntervalSince1970)
+        response.round.quorum = UInt32(configuration.quorum)
+        response.sealingPublicKey = Data(sealingKeys.publicKey.rawRepresentation)
+        return response
+    }
+
+    /// Verifies, validates and durably stores one envelope; returns the receipt.
+    func submit(_ submission: ReceivedSubmission) async throws -> Feddistill_V1_Receipt {
+        let node = submission.nodeID
+        let digest = submission.digest.map { String(format: "%02x", $0) }.joined()
+        if let existing = try store.record(round: configuration.roundID, node: node), existing.digestHex == digest {
+            logger.info("resubmission of a stored envelope", metadata: ["node.id": "\(node)"])
+            return submission.receipt(storedAtUnixSeconds: existing.storedAtUnixSeconds)
+        }
+        guard machine.accepts(node) else {
+            throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) is not accepting submissions from \(node)")
+        }
+        let verified: VerifiedEnvelope
+        do {
+            verified = try await verifier.verify(submission.envelope, currentRound: configuration.roundID, sender: node, logger: logger)
+        } catch {
+            reject(node, reason: error.description)
+            throw error.rpcError
+        }
+        do {
+            let set = try SyntheticSet.decode(verified.payload, path: "submission from \(node)")
+            try set.check(fits: descriptor)
+        } catch {
+            reject(node, reason: "\(error)")
+            throw RPCError(code: .invalidArgument, message: "invalid synthetic set: \(error)")
+        }
+        let record = SubmissionStore.Record(nodeID: node, roundID: configuration.roundID, digestHex: digest,
+                                            bytes: submission.envelope.count, storedAtUnixSeconds: Int64(Date().timeIntervalSince1970),
+                                            privacyAuditJSON: submission.metadata.privacyAuditJson)
+        let stored: SubmissionStore.Record
+        do { stored = try store.store(envelope: submission.envelope, record: record) } catch let error as StoreError {
+            reject(node, reason: error.description)
+            throw RPCError(code: .alreadyExists, message: error.description)
+        }
+        logger.info("submission stored", metadata: ["node.id": "\(node)", "envelope.bytes": "\(stored.bytes)"])
+        publish {
+            $0.nodeSubmitted.nodeID = node
+            $0.nodeSubmitted.envelopeDigest = Data(submission.digest)
+        }
+        act(machine.submissionStored(from: node, now: Date()))
+        return submission.receipt(storedAtUnixSeconds: stored.storedAtUnixSeconds)
+    }
+
+    /// Round events so far, then new ones until the round ends.
+    func watch() -> AsyncStream<Feddistill_V1_RoundEvent> {
+        let (stream, continuation) = AsyncStream<Feddistill_V1_RoundEvent>.makeStream()
+        for event in events { continuation.yield(event) }
+        if result != nil || failure != nil {
+            continuation.finish()
+        } else {
+            watchers[UUID()] = continuation
+        }
+        return stream
+    }
+
+    func status() -> Feddistill_V1_StatusResponse {
+        var response = Feddistill_V1_StatusResponse()
+        response.rounds = 1
+        response.nodes = UInt64(joined.count)
+        response.submissions = UInt64(machine.submitted.count)
+        response.currentRoundID = configuration.roundID
+        return response
+    }
+
+    /// Called periodically: applies the deadline.
+    public func tick() { act(machine.tick(now: Date())) }
+
+    /// Waits for the round's result (or failure).
+    public func waitForResult() async throws -> RoundResult {
+        if let result { return result }
+        if let failure { throw RoundFailure(reason: failure) }
+        return try await withCheckedThrowingContinuation { finished.append($0) }
+    }
+
+    private func reject(_ node: String, reason: String) {
+        logger.info("submission rejected", metadata: ["node.id": "\(node)", "reason": "\(reason)"])
+        publish {
+            $0.nodeRejected.nodeID = node
+            $0.nodeRejected.reason = reason
+        }
+    }
+
+    private func publish(_ fill: (inout Feddistill_V1_RoundEvent) -> Void) {
+        var event = Feddistill_V1_RoundEvent()
+        event.roundID = configuration.roundID
+        event.atUnixSeconds = Int64(Date().timeIntervalSince1970)
+        fill(&event)
+        events.append(event)
+        for continuation in watchers.values { continuation.yield(event) }
+    }
+
+    private func act(_ action: RoundStateMachine.Action) {
+        switch action {
+        case .none: return
+        case let .close(submitted):
+            logger.info("round closed", metadata: ["round.id": "\(configuration.roundID)", "submissions": "\(submitted.count)"])
+            publish { $0.roundClosed.submissionCount = UInt32(submitted.count) }
+            let failures = Dictionary(uniqueKeysWithValues: Set(configuration.expectedNodes).subtracting(submitted).map {
+                ($0, "no submission before the round closed")
+            })
+            Task { await self.finalize(submitted: submitted, failures: failures) }
+        case let .fail(reason):
+            logger.error("round failed", metadata: ["reason": "\(reason)"])
+            end(.failure(RoundFailure(reason: reason)))
+        }
+    }
+
+    private func finalize(submitted: [String], failures: [String: String]) async {
+        let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: store, sealingKeys: sealingKeys,
+                                  nodeKeys: nodeKeys, logger: logger)
+        do {
+            let result = try await runOffThePool { try work.run(submitted: submitted, failures: failures) }
+            self.result = result
+            publish {
+                $0.finalResult.accuracyMean = result.global.mean
+                $0.finalResult.accuracyStd = result.global.standardDeviation
+                $0.finalResult.reportJson = String(decoding: result.json(), as: UTF8.self)
+            }
+            end(.success(result))
+        } catch {
+            logger.error("round finalisation failed", metadata: ["error": "\(error)"])
+            end(.failure(error))
+        }
+    }
+
+    private func end(_ outcome: Result<RoundResult, any Error>) {
+        if case let .failure(error) = outcome { failure = "\(error)" }
+        for continuation in watchers.values { continuation.finish() }
+        watchers.removeAll()
+        for waiter in finished { waiter.resume(with: outcome) }
+        finished.removeAll()
+    }
+}
+
+/// A round that could not complete.
+public struct RoundFailure: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "round failed: \(reason)" }
+}
+
+/// Runs heavy numerics on a thread of its own so that the cooperative pool keeps serving RPCs.
+func runOffThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 16 << 20
+        thread.start()
+    }
+}

@@ -1,0 +1,126 @@
+import Distill
+import FederationProtocol
+import Foundation
+import Logging
+
+/// What a round produced: the global set's accuracy, the baselines and per-node facts.
+public struct RoundResult: Sendable {
+    public struct Node: Sendable {
+        public var id: String
+        public var submitted: Bool
+        public var bytesSent: Int
+        public var images: Int
+        public var privacyAuditJSON: String
+        public var failure: String?
+    }
+
+    public var roundID: UInt64
+    public var global: SetEvaluation.Report
+    public var baselines: [String: SetEvaluation.Report]
+    public var nodes: [Node]
+    public var phaseSeconds: [String: Double]
+    public var globalSetPath: String
+
+    /// The machine-readable report (`simulate --json` embeds it).
+    public func json() -> Data {
+        func report(_ r: SetEvaluation.Report) -> [String: Any] {
+            ["accuracy_mean": r.mean, "accuracy_std": r.standardDeviation, "accuracies": r.accuracies, "per_class": r.perClass,
+             "seconds": r.seconds]
+        }
+        let object: [String: Any] = [
+            "round": roundID, "global": report(global), "baselines": baselines.mapValues(report),
+            "nodes": nodes.map { node -> [String: Any] in
+                var entry: [String: Any] = ["id": node.id, "submitted": node.submitted, "bytes_sent": node.bytesSent, "images": node.images]
+                if let failure = node.failure { entry["failure"] = failure }
+                if !node.privacyAuditJSON.isEmpty { entry["privacy_audit"] = node.privacyAuditJSON }
+                return entry
+            },
+            "phase_seconds": phaseSeconds, "global_set": globalSetPath,
+        ]
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+    }
+}
+
+/// Decrypts and validates the stored sets, merges them, and evaluates the global set and the baselines.
+struct RoundFinalizer: Sendable {
+    let configuration: CoordinatorConfiguration
+    let descriptor: DatasetDescriptor
+    let store: SubmissionStore
+    let sealingKeys: SealingKeys
+    let nodeKeys: [String: SigningPublicKey]
+    let logger: Logger
+
+    func run(submitted: [String], failures: [String: String]) throws -> RoundResult {
+        var phases: [String: Double] = [:]
+        var clock = Date()
+        func lap(_ name: String) {
+            phases[name] = Date().timeIntervalSince(clock)
+            clock = Date()
+        }
+        var submissions: [NodeSubmission] = []
+        var nodes: [RoundResult.Node] = []
+        var failures = failures
+        for node in submitted {
+            let record = try store.record(round: configuration.roundID, node: node)
+            do {
+                // Decrypted in memory only; the stored copy stays sealed.
+                let envelope = try SealedEnvelope.parse(try store.envelope(round: configuration.roundID, node: node), limits: .default)
+                guard let key = nodeKeys[node] else { throw RoundFailure(reason: "no registered key for \(node)") }
+                let payload = try envelope.open(recipientKeys: sealingKeys, expectedSigner: key)
+                let set = try SyntheticSet.decode(payload, path: "submission from \(node)")
+                try set.check(fits: descriptor)
+                submissions.append(NodeSubmission(nodeID: node, set: set))
+                nodes.append(.init(id: node, submitted: true, bytesSent: record?.bytes ?? 0, images: set.data.count,
+                                   privacyAuditJSON: record?.privacyAuditJSON ?? ""))
+            } catch {
+                failures[node] = "stored set unusable: \(error)"
+            }
+        }
+        for (node, reason) in failures.sorted(by: { $0.key < $1.key }) where !nodes.contains(where: { $0.id == node }) {
+            nodes.append(.init(id: node, submitted: false, bytesSent: 0, images: 0, privacyAuditJSON: "", failure: reason))
+        }
+        lap("decrypt")
+        let splits = try DatasetStore.resolve(explicit: configuration.dataDirectory).load(configuration.dataset)
+        let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: configuration.width)
+        let learningRate = DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape)
+        let merge = DistributionMatchingMerge(imagesPerClass: configuration.globalImagesPerClass, iterations: configuration.mergeIterations,
+                                              network: network, learningRate: learningRate, seed: configuration.seed)
+        logger.info("merging node sets", metadata: ["nodes": "\(submissions.count)", "strategy": "\(merge.name)"])
+        guard let global = try merge.aggregate(round: configuration.roundID, submissions: submissions, failures: failures,
+                                               descriptor: descriptor) else {
+            throw RoundFailure(reason: "no usable submissions to merge")
+        }
+        lap("merge")
+        let globalPath = configuration.stateDirectory + "/global-round-\(configuration.roundID).safetensors"
+        try global.write(to: globalPath)
+        try Data(PNG.grid(global.data, normalization: descriptor.normalization, zoom: descriptor.imageShape[1] < 16 ? 4 : 2))
+            .write(to: URL(fileURLWithPath: configuration.stateDirectory + "/global-round-\(configuration.roundID).png"))
+        let evaluation = SetEvaluation(network: network, models: configuration.evaluationModels, epochs: configuration.evaluationEpochs,
+                                       augmentation: DSA(dataset: descriptor.name), seed: configuration.seed)
+        let globalReport = evaluation.evaluate(global.data, test: splits.test)
+        logger.info("global set evaluated", metadata: ["accuracy.mean": "\(globalReport.mean)"])
+        lap("evaluate-global")
+        var baselines: [String: SetEvaluation.Report] = [:]
+        if let union = try UnionMerge().aggregate(round: configuration.roundID, submissions: submissions, failures: failures, descriptor: descriptor) {
+            baselines["union"] = evaluation.evaluate(union.data, test: splits.test)
+        }
+        lap("evaluate-union")
+        if configuration.centralizedBaseline {
+            // Simulation only: the coordinator of a real deployment never sees real data.
+            var rng = RandomSource(seed: configuration.seed ^ 0xC0FFEE)
+            let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: configuration.globalImagesPerClass,
+                                                             initialization: .noise, using: &rng)
+            let dm = DistributionMatching(options: .init(imagesPerClass: configuration.globalImagesPerClass,
+                                                         iterations: configuration.nodeIterations, learningRate: learningRate,
+                                                         seed: configuration.seed),
+                                          network: network, augmentation: DSA(dataset: descriptor.name))
+            baselines["centralized_dm"] = evaluation.evaluate(dm.distill(splits.train, from: initial).images, test: splits.test)
+            lap("centralized-dm")
+        }
+        let result = RoundResult(roundID: configuration.roundID, global: globalReport, baselines: baselines, nodes: nodes,
+                                 phaseSeconds: phases, globalSetPath: globalPath)
+        try result.json().write(to: URL(fileURLWithPath: configuration.stateDirectory + "/result-round-\(configuration.roundID).json"),
+                                options: .atomic)
+        return result
+    }
+}

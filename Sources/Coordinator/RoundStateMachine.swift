@@ -1,0 +1,58 @@
+import Foundation
+
+/// The life of one round, as pure logic: events in, actions out, no I/O and an injected clock.
+///
+/// A round is open until every expected node has submitted (close at once), or until the deadline, when it closes
+/// if at least `quorum` nodes submitted and fails otherwise.
+public struct RoundStateMachine: Sendable, Equatable {
+    public enum State: Sendable, Equatable {
+        case open, closed, failed(reason: String)
+    }
+
+    /// What the caller must do after an event.
+    public enum Action: Sendable, Equatable {
+        case none
+        /// Stop accepting submissions and merge these nodes' sets.
+        case close(submitted: [String])
+        /// The round cannot complete.
+        case fail(reason: String)
+    }
+
+    public let expectedNodes: Set<String>
+    public let quorum: Int
+    public let deadline: Date
+    public private(set) var state = State.open
+    public private(set) var submitted: Set<String> = []
+
+    public init(expectedNodes: Set<String>, quorum: Int, deadline: Date) {
+        precondition(quorum >= 1 && quorum <= max(expectedNodes.count, 1), "quorum must be in 1...expected nodes")
+        self.expectedNodes = expectedNodes
+        self.quorum = quorum
+        self.deadline = deadline
+    }
+
+    /// A node's submission was durably stored.
+    public mutating func submissionStored(from node: String, now: Date) -> Action {
+        guard state == .open, expectedNodes.contains(node) else { return .none }
+        submitted.insert(node)
+        if submitted == expectedNodes { return close() }
+        return tick(now: now)
+    }
+
+    /// Time passed; closes or fails the round at the deadline.
+    public mutating func tick(now: Date) -> Action {
+        guard state == .open, now >= deadline else { return .none }
+        if submitted.count >= quorum { return close() }
+        let reason = "deadline passed with \(submitted.count) of \(expectedNodes.count) submissions (quorum \(quorum))"
+        state = .failed(reason: reason)
+        return .fail(reason: reason)
+    }
+
+    /// Accepts a submission only while open and from an expected node.
+    public func accepts(_ node: String) -> Bool { state == .open && expectedNodes.contains(node) }
+
+    private mutating func close() -> Action {
+        state = .closed
+        return .close(submitted: submitted.sorted())
+    }
+}

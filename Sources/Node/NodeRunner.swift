@@ -1,0 +1,181 @@
+import Distill
+import FederationProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+
+/// A node's settings: who it is, where the coordinator is, and which private data it holds.
+public struct NodeConfiguration: Sendable, Codable {
+    public var nodeID = "node-1"
+    public var coordinatorHost = "127.0.0.1"
+    public var coordinatorPort = 7443
+    /// The name to verify in the coordinator's certificate (default: the host).
+    public var serverName: String?
+    /// Directory with `ca.pem`, `NODE.pem`, `NODE.key` and `NODE.signing.key`.
+    public var credentialsDirectory = "certs"
+    public var dataset = "digits"
+    public var dataDirectory: String?
+    /// The private partition: this node's share of the training split under a seeded partition scheme.
+    public var partition = "iid"
+    public var partitionNodes = 1
+    public var partitionIndex = 0
+    public var partitionSeed: UInt64 = 0
+    /// Overrides of the round configuration.
+    public var imagesPerClass: Int?
+    public var iterations: Int?
+    public var width = 128
+    public var seed: UInt64 = 0
+    /// Where the node writes its report.
+    public var stateDirectory = "node-state"
+    public var maxAttempts = 10
+
+    public init() {}
+}
+
+/// What a node did in a round.
+public struct NodeReport: Sendable, Codable {
+    public var nodeID: String
+    public var roundID: UInt64
+    public var privateImages: Int
+    public var syntheticImages: Int
+    public var bytesSent: Int
+    public var distillSeconds: Double
+    public var globalAccuracyMean: Double?
+    public var globalAccuracyStandardDeviation: Double?
+}
+
+/// Runs one node: load the private partition, join, distill locally, seal, submit (with retries), wait for the result.
+public struct NodeRunner: Sendable {
+    public let configuration: NodeConfiguration
+    let logger: Logger
+
+    public init(configuration: NodeConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Progress callback: a phase name and, during distillation, iteration and total.
+    public typealias Progress = @Sendable (_ phase: String, _ done: Int, _ total: Int) -> Void
+
+    public func run(progress: Progress? = nil) async throws -> NodeReport {
+        let config = configuration
+        guard let scheme = PartitionScheme(config.partition) else { throw NodeError.invalid("unknown partition '\(config.partition)'") }
+        guard config.partitionIndex >= 0, config.partitionIndex < config.partitionNodes else {
+            throw NodeError.invalid("partition index \(config.partitionIndex) is outside 0..<\(config.partitionNodes)")
+        }
+        let splits = try DatasetStore.resolve(explicit: config.dataDirectory).load(config.dataset)
+        let parts = Partitioner.partition(labels: splits.train.labels, classCount: splits.descriptor.classCount,
+                                          nodes: config.partitionNodes, scheme: scheme, seed: config.partitionSeed)
+        let privateData = splits.train.subset(parts[config.partitionIndex])
+        logger.info("private partition loaded", metadata: ["node.id": "\(config.nodeID)", "images": "\(privateData.count)"])
+        let signing = try KeyFiles.readSigningKeys(KeyFiles.paths(in: config.credentialsDirectory, name: config.nodeID).signingKey)
+        let transport = try FederationTransport.client(
+            host: config.coordinatorHost, port: config.coordinatorPort, serverName: config.serverName,
+            credentials: TLSCredentials.inDirectory(config.credentialsDirectory, name: config.nodeID))
+        return try await withGRPCClient(transport: transport) { client in
+            let federation = Feddistill_V1_Federation.Client(wrapping: client)
+            progress?("join", 0, 1)
+            var request = Feddistill_V1_JoinRequest()
+            request.nodeID = config.nodeID
+            request.protocolVersion = ProtocolVersion.current
+            request.capabilities = ["dm"]
+            let joined = try await retrying("join") { try await federation.join(request) }
+            let round = joined.round
+            guard round.datasetName == config.dataset, round.imageShape.map(Int.init) == splits.descriptor.imageShape else {
+                throw NodeError.invalid("round expects \(round.datasetName) \(round.imageShape), this node holds \(config.dataset)")
+            }
+            let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
+            let ipc = config.imagesPerClass ?? Int(round.imagesPerClass)
+            let iterations = config.iterations ?? Int(round.iterations)
+            let start = Date()
+            let set = try await distill(privateData, descriptor: splits.descriptor, ipc: ipc, iterations: iterations,
+                                        roundID: round.roundID, progress: progress)
+            let distillSeconds = Date().timeIntervalSince(start)
+            let envelope = try SealedEnvelope.seal(
+                payload: set.encoded(), recipient: recipient, signer: signing,
+                header: EnvelopeHeader(federationID: round.federationID, roundID: round.roundID, nodeID: config.nodeID)).serialized()
+            var metadata = SubmitMetadata()
+            metadata.roundID = round.roundID
+            metadata.nodeID = config.nodeID
+            progress?("submit", 0, 1)
+            // The same bytes on every attempt: a node that lost its receipt resubmits and is stored once.
+            _ = try await retrying("submit") { try await federation.submitEnvelope(envelope, metadata: metadata) }
+            logger.info("set submitted", metadata: ["node.id": "\(config.nodeID)", "envelope.bytes": "\(envelope.count)"])
+            progress?("wait", 0, 1)
+            var report = NodeReport(nodeID: config.nodeID, roundID: round.roundID, privateImages: privateData.count,
+                                    syntheticImages: set.data.count, bytesSent: envelope.count, distillSeconds: distillSeconds)
+            var watch = Feddistill_V1_WatchRoundRequest()
+            watch.nodeID = config.nodeID
+            watch.roundID = round.roundID
+            let final = try await federation.watchRound(watch) { response -> Feddistill_V1_FinalResult? in
+                var final: Feddistill_V1_FinalResult?
+                for try await event in response.messages {
+                    if case let .finalResult(result)? = event.event { final = result }
+                }
+                return final
+            }
+            report.globalAccuracyMean = final?.accuracyMean
+            report.globalAccuracyStandardDeviation = final?.accuracyStd
+            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
+            try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: config.stateDirectory + "/\(config.nodeID)-round-\(round.roundID).json"),
+                                                   options: .atomic)
+            progress?("done", 1, 1)
+            return report
+        }
+    }
+
+    private func distill(_ data: LabeledImages, descriptor: DatasetDescriptor, ipc: Int, iterations: Int, roundID: UInt64,
+                         progress: Progress?) async throws -> SyntheticSet {
+        let config = configuration
+        let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width)
+        return try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                var rng = RandomSource(seed: config.seed)
+                let initial = DistributionMatching.initialImages(data, imagesPerClass: ipc, initialization: .noise, using: &rng)
+                let dm = DistributionMatching(
+                    options: .init(imagesPerClass: ipc, iterations: iterations,
+                                   learningRate: DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
+                                   seed: config.seed),
+                    network: network, augmentation: DSA(dataset: descriptor.name))
+                let result = dm.distill(data, from: initial) { iteration, _ in
+                    progress?("distill", iteration, iterations)
+                    return true
+                }
+                continuation.resume(returning: SyntheticSet(data: result.images, metadata: .init(
+                    dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
+                    normalization: descriptor.normalization, method: "dm", imagesPerClass: ipc, iterations: result.iterations,
+                    initialization: "noise", seed: config.seed, sourceClassCounts: data.classCounts())))
+            }
+            thread.stackSize = 16 << 20
+            thread.start()
+        }
+    }
+
+    /// Retries transient failures (coordinator unreachable or busy) with exponential backoff and full jitter.
+    private func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        var attempt = 0
+        var rng = SystemRandomNumberGenerator()
+        while true {
+            do {
+                return try await body()
+            } catch let error as RPCError where [.unavailable, .deadlineExceeded, .resourceExhausted].contains(error.code)
+                && attempt + 1 < configuration.maxAttempts {
+                attempt += 1
+                let ceiling = min(30.0, 0.25 * pow(2.0, Double(attempt)))
+                let delay = Double.random(in: 0...ceiling, using: &rng)
+                logger.notice("retrying", metadata: ["operation": "\(what)", "attempt": "\(attempt)", "delay.seconds": "\(delay)",
+                                                     "code": "\(error.code)"])
+                try await Task.sleep(for: .seconds(delay))
+            }
+        }
+    }
+}
+
+/// Node configuration errors.
+public enum NodeError: Error, CustomStringConvertible {
+    case invalid(String)
+    public var description: String {
+        switch self { case let .invalid(message): message }
+    }
+}

@@ -1,0 +1,216 @@
+import ArgumentParser
+import Distill
+import FederationProtocol
+import Foundation
+import Synchronization
+
+struct SimulateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate", abstract: "Run a federated round on this machine: one coordinator and N node processes.",
+        discussion: """
+            Makes a fresh CA, certificates and keys in a temporary directory, starts `feddistill coordinator` and one \
+            `feddistill node` per partition over mutual TLS on 127.0.0.1, shows progress per node, and prints the \
+            global accuracy next to the baselines (union of node sets, centralized DM on the pooled data). Exits \
+            non-zero when the round fails.
+            """)
+
+    @Option(help: "Number of nodes.") var nodes = 4
+    @Option(help: "Dataset.") var dataset = "digits"
+    @Option(help: "Partition: iid, dirichlet:ALPHA, shards:K.") var partition = "dirichlet:0.5"
+    @Option(help: "Images per class (nodes and global set).") var ipc = 10
+    @Option(help: "DM iterations on each node.") var iterations = 200
+    @Option(name: .customLong("merge-iterations"), help: "DM iterations of the merge.") var mergeIterations = 200
+    @Option(help: "ConvNet width.") var width = 128
+    @Option(name: .customLong("eval-models"), help: "Models per evaluation.") var evalModels = 3
+    @Option(name: .customLong("eval-epochs"), help: "Epochs per evaluation model.") var evalEpochs = 300
+    @Flag(name: .customLong("no-centralized-baseline"), help: "Skip the centralized DM baseline.") var noCentralized = false
+    @Option(help: "Random seed (partitions, distillation).") var seed: UInt64 = 0
+    @Option(help: "Write the global set here (a PNG grid goes beside it).") var out = "simulation-global.safetensors"
+    @Option(help: "Write a JSON report to this file (- for stdout).") var json: String?
+    @Flag(help: "Keep the temporary directory (certificates, state, logs) for inspection.") var keep = false
+    @OptionGroup var data: DataOptions
+
+    func validate() throws {
+        guard nodes >= 1, nodes <= 64 else { throw ValidationError("--nodes must be in 1...64") }
+        guard PartitionScheme(partition) != nil else { throw ValidationError("--partition must be iid, dirichlet:ALPHA or shards:K") }
+        guard ipc > 0, iterations >= 0, mergeIterations >= 0, evalModels > 0, evalEpochs > 0 else {
+            throw ValidationError("--ipc, --eval-models and --eval-epochs must be positive, iterations non-negative")
+        }
+        _ = try DatasetCatalog.descriptor(named: dataset)
+    }
+
+    func run() throws {
+        if !data.store.isAvailable(dataset) { throw CommandFailure(DatasetError.notFetched(dataset: dataset, directory: data.store.directory)) }
+        let start = Date()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-sim-\(UUID().uuidString)").path
+        defer { if !keep { try? FileManager.default.removeItem(atPath: root) } }
+        let certs = root + "/certs"
+        let nodeIDs = (1...nodes).map { "node-\($0)" }
+        do {
+            try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            let ca = try CertificateAuthority.create(in: certs, commonName: "FedDistill simulation CA")
+            try ca.issue(name: "coordinator", role: .coordinator(subjectAlternativeNames: CertificateAuthority.defaultCoordinatorNames))
+            try KeyFiles.generate(in: certs, name: "coordinator")
+            for node in nodeIDs {
+                try ca.issue(name: node, role: .node)
+                try KeyFiles.generate(in: certs, name: node)
+            }
+        } catch { throw CommandFailure("provisioning failed: \(error)") }
+        let provisioned = Date().timeIntervalSince(start)
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let dataArguments = data.dataDirectory.map { ["--data-dir", $0] } ?? []
+        let state = Mutex([String: String]())  // node → latest phase
+        let coordinator = ChildProcess(executable: executable, arguments: [
+            "coordinator", "--port", "0", "--state-dir", root + "/coordinator", "--credentials-dir", certs, "--nodes",
+            nodeIDs.joined(separator: ","), "--dataset", dataset, "--ipc", "\(ipc)", "--node-iterations", "\(iterations)",
+            "--merge-iterations", "\(mergeIterations)", "--width", "\(width)", "--eval-models", "\(evalModels)",
+            "--eval-epochs", "\(evalEpochs)", "--centralized-baseline", noCentralized ? "false" : "true", "--seed", "\(seed)",
+        ] + dataArguments, log: root + "/coordinator.log")
+        try coordinator.start()
+        guard let port = coordinator.waitForLine(prefix: "listening on ").flatMap({ Int($0.split(separator: ":").last ?? "") }) else {
+            coordinator.terminate()
+            throw CommandFailure("the coordinator did not start; see its log:\n" + coordinator.logTail())
+        }
+        var children: [ChildProcess] = []
+        for (index, node) in nodeIDs.enumerated() {
+            let child = ChildProcess(executable: executable, arguments: [
+                "node", "--node-id", node, "--coordinator", "127.0.0.1:\(port)", "--credentials-dir", certs, "--dataset", dataset,
+                "--partition", partition, "--partition-nodes", "\(nodes)", "--partition-index", "\(index)", "--partition-seed",
+                "\(seed)", "--width", "\(width)", "--seed", "\(seed &+ UInt64(index) &+ 1)", "--state-dir", root + "/nodes", "--progress",
+                "--threads", "1",
+            ] + dataArguments, log: root + "/\(node).log") { line in
+                let fields = line.split(separator: " ")
+                if fields.count == 4, fields[0] == "progress" {
+                    state.withLock { $0[node] = fields[1] == "distill" ? "distill \(fields[2])/\(fields[3])" : String(fields[1]) }
+                }
+            }
+            try child.start()
+            children.append(child)
+        }
+        let display = ProgressDisplay(label: "simulate", interval: 10)
+        while coordinator.isRunning {
+            let phases = state.withLock { $0 }
+            let done = phases.values.filter { $0 == "wait" || $0 == "done" }.count
+            display.update(done: done, total: nodes, elapsed: Date().timeIntervalSince(start),
+                           fields: nodeIDs.map { ($0, phases[$0] ?? "start") })
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        for child in children { child.waitOrTerminate(seconds: 30) }
+        let resultPath = root + "/coordinator/result-round-1.json"
+        guard coordinator.exitCode == 0, let resultData = FileManager.default.contents(atPath: resultPath),
+              let result = try? JSONSerialization.jsonObject(with: resultData) as? [String: Any] else {
+            throw CommandFailure("the round failed; coordinator log:\n" + coordinator.logTail())
+        }
+        do {
+            try? FileManager.default.removeItem(atPath: out)
+            try FileManager.default.copyItem(atPath: root + "/coordinator/global-round-1.safetensors", toPath: out)
+            let png = (out.hasSuffix(".safetensors") ? String(out.dropLast(12)) : out) + ".png"
+            try? FileManager.default.removeItem(atPath: png)
+            try FileManager.default.copyItem(atPath: root + "/coordinator/global-round-1.png", toPath: png)
+        } catch { throw CommandFailure("cannot write \(out): \(error)") }
+        try printReport(result, provisioned: provisioned, total: Date().timeIntervalSince(start))
+    }
+
+    private func printReport(_ result: [String: Any], provisioned: Double, total: Double) throws {
+        func accuracy(_ object: Any?) -> String {
+            guard let report = object as? [String: Any], let mean = report["accuracy_mean"] as? Double,
+                  let std = report["accuracy_std"] as? Double else { return "n/a" }
+            return String(format: "%.2f%% ± %.2f%%", 100 * mean, 100 * std)
+        }
+        let baselines = result["baselines"] as? [String: Any] ?? [:]
+        print("\nFederated round: \(dataset), \(nodes) nodes, \(partition), IPC \(ipc), \(iterations) node iterations")
+        print("node".padding(10) + "submitted".padding(11) + "images".padding(8) + "bytes sent")
+        for node in result["nodes"] as? [[String: Any]] ?? [] {
+            print(String(describing: node["id"] ?? "?").padding(10) + ((node["submitted"] as? Bool) == true ? "yes" : "no").padding(11)
+                  + String(describing: node["images"] ?? 0).padding(8) + String(describing: node["bytes_sent"] ?? 0))
+        }
+        print("set".padding(24) + "test accuracy")
+        print("global (DM merge)".padding(24) + accuracy(result["global"]))
+        print("union of node sets".padding(24) + accuracy(baselines["union"]))
+        if !noCentralized { print("centralized DM".padding(24) + accuracy(baselines["centralized_dm"])) }
+        let phases = (result["phase_seconds"] as? [String: Double] ?? [:]).sorted { $0.key < $1.key }
+            .map { String(format: "%@ %.1f s", $0.key, $0.value) }.joined(separator: ", ")
+        print(String(format: "wall time %.1f s (provisioning %.1f s; coordinator: %@); global set → %@", total, provisioned, phases, out))
+        if let json {
+            var report = result
+            report["seconds"] = total
+            report["dataset"] = dataset
+            report["partition"] = partition
+            try writeJSON(report, to: json)
+        }
+    }
+}
+
+/// A child process of the simulation: output lines go to a log file and to an optional line handler.
+final class ChildProcess: @unchecked Sendable {  // state guarded by `lines`
+    private let process = Process()
+    private let logPath: String
+    private let lines = Mutex<[String]>([])
+    private let onLine: (@Sendable (String) -> Void)?
+    private let newLine = NSCondition()
+
+    init(executable: String, arguments: [String], log: String, onLine: (@Sendable (String) -> Void)? = nil) {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        logPath = log
+        self.onLine = onLine
+    }
+
+    func start() throws {
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = log
+        let pending = Mutex(Data())
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let chunk = handle.availableData
+            guard let self, !chunk.isEmpty else { return }
+            log.write(chunk)
+            let complete: [String] = pending.withLock { buffer in
+                buffer.append(chunk)
+                var found: [String] = []
+                while let newline = buffer.firstIndex(of: 10) {
+                    found.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                    buffer = Data(buffer[(newline + 1)...])
+                }
+                return found
+            }
+            for line in complete {
+                self.lines.withLock { $0.append(line) }
+                self.onLine?(line)
+            }
+            if !complete.isEmpty { self.newLine.broadcast() }
+        }
+        do { try process.run() } catch { throw CommandFailure("cannot start \(process.executableURL?.path ?? "?"): \(error)") }
+    }
+
+    /// Waits (up to 60 s) for a stdout line starting with `prefix`; returns the rest of the line.
+    func waitForLine(prefix: String) -> String? {
+        let deadline = Date().addingTimeInterval(60)
+        newLine.lock()
+        defer { newLine.unlock() }
+        while Date() < deadline {
+            if let line = lines.withLock({ $0.first { $0.hasPrefix(prefix) } }) { return String(line.dropFirst(prefix.count)) }
+            if !process.isRunning { return nil }
+            _ = newLine.wait(until: min(deadline, Date().addingTimeInterval(0.5)))
+        }
+        return nil
+    }
+
+    var isRunning: Bool { process.isRunning }
+    var exitCode: Int32 { process.isRunning ? -1 : process.terminationStatus }
+    func terminate() { if process.isRunning { process.terminate() } }
+
+    func waitOrTerminate(seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        terminate()
+    }
+
+    func logTail() -> String {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(15).joined(separator: "\n")
+    }
+}
