@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/feddistill
 DEBUG_BIN := .build/debug/feddistill
 
-.PHONY: all deps build release test demo bench clean help
+.PHONY: all deps build release test demo bench fuzz clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make test     build and run the test suite"
 	@echo "make bench    release build + feddistill bench"
 	@echo "make release  release build of feddistill"
+	@echo "make fuzz     30-second libFuzzer run of the envelope parser (FUZZ_SECONDS=N)"
 
 deps:
 	@scripts/install-deps.sh
@@ -37,6 +38,11 @@ demo: release
 
 bench: release
 	$(RELEASE_BIN) bench
+	$(RELEASE_BIN) bench --protocol
+
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	scripts/fuzz-envelope.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf .build

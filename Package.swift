@@ -101,6 +101,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Distill"]),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: [
+                "Node", "Coordinator", "Distill", "FederationProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "FedDistillTests", dependencies: ["feddistill"]),
     ]
 )

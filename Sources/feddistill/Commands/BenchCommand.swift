@@ -1,8 +1,9 @@
 import ArgumentParser
 import Distill
+import FederationProtocol
 import Foundation
 
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure sgemm and ConvNet throughput on this machine.",
         discussion: """
@@ -15,13 +16,16 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "ConvNet width.") var width = 128
     @Option(help: "Timed repetitions per case (best is reported).") var repeats = 3
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Measure loopback Submit throughput over mutual TLS (5 MB and 50 MB sets) instead of compute.")
+    var `protocol` = false
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         guard batch > 0, width > 0, repeats > 0 else { throw ValidationError("--batch, --width and --repeats must be positive") }
     }
 
-    func run() throws {
+    func run() async throws {
+        if `protocol` { return try await runProtocol() }
         compute.apply()
         let inputs = [[3, 32, 32], [1, 28, 28]]
         let reference = ConvNet.Configuration(imageShape: inputs[0], classCount: 10, width: width)
@@ -46,6 +50,37 @@ struct BenchCommand: ParsableCommand {
         for c in cases {
             print(c.name.padding(52) + String(format: "%.3f", c.seconds).padding(10) + String(format: "%.0f", c.imagesPerSecond).padding(10)
                   + String(format: "%.1f", c.gflops).padding(9) + String(format: "%.0f%%", 100 * c.gflops / sgemm))
+        }
+    }
+
+    /// Join → Submit → receipt over mutual TLS on 127.0.0.1 with throwaway certificates.
+    private func runProtocol() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-bench-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var rows: [[String: Any]] = []
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let ca = try CertificateAuthority.create(in: directory, commonName: "bench CA")
+            let server = try ca.issue(name: "coordinator", role: .coordinator(subjectAlternativeNames: CertificateAuthority.defaultCoordinatorNames))
+            let client = try ca.issue(name: "bench-node", role: .node)
+            let certificates = LoopbackThroughput.Certificates(server: server.credentials, client: client.credentials, nodeID: "bench-node")
+            for megabytes in [5, 50] {
+                var best: LoopbackThroughput.Measurement?
+                for _ in 0..<repeats {
+                    let m = try await LoopbackThroughput.measure(payloadBytes: megabytes * 1_000_000, certificates: certificates)
+                    if best == nil || m.megabytesPerSecond > best!.megabytesPerSecond { best = m }
+                }
+                if let best {
+                    rows.append(["payload_mb": megabytes, "megabytes_per_second": best.megabytesPerSecond, "seconds": best.seconds,
+                                 "join_to_receipt_seconds": best.joinToReceiptSeconds])
+                }
+            }
+        } catch { throw CommandFailure(error) }
+        if json { return try writeJSON(["submit": rows], to: "-") }
+        print("loopback Submit over mutual TLS, 1 MiB chunks, best of \(repeats)")
+        for row in rows {
+            print(String(format: "%3d MB: %6.1f MB/s, Join → receipt %.3f s", row["payload_mb"] as? Int ?? 0,
+                         row["megabytes_per_second"] as? Double ?? 0, row["join_to_receipt_seconds"] as? Double ?? 0))
         }
     }
 }
