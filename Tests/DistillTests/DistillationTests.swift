@@ -133,6 +133,49 @@ struct DistributionMatchingTests {
     }
 }
 
+@Suite("Gradient matching")
+struct GradientMatchingTests {
+    /// The second-order term (finite-difference Hessian-vector product) against finite differences of the whole
+    /// matching distance with respect to the synthetic images.
+    @Test func matchingGradientMatchesFiniteDifferences() {
+        var rng = RandomSource(seed: 61)
+        let net = ConvNet(.init(imageShape: [1, 6, 6], classCount: 3, depth: 1, width: 4, activation: .sigmoid), using: &rng)
+        let real = Tensor.normal([5, 1, 6, 6], using: &rng)
+        let syn = Tensor.normal([2, 1, 6, 6], using: &rng)
+        let (_, gradient) = GradientMatching.classMatch(net: net, real: real, synthetic: syn, label: 1)
+        expectGradient(gradient, matches: syn, samples: 40, epsilon: 1e-2, absolute: 1e-3, relative: 5e-2, "DC dsyn") {
+            GradientMatching.classMatch(net: net, real: real, synthetic: $0, label: 1).distance
+        }
+    }
+
+    @Test func distanceIsZeroForParallelGradientsAndIgnoresBiases() {
+        var rng = RandomSource(seed: 62)
+        let g = Tensor.normal([3, 4], using: &rng)
+        var scaled = g
+        scaled.scale(by: 2.5)
+        #expect(GradientMatching.distance(real: [g], synthetic: [scaled]).value < 1e-6)
+        let net = ConvNet(.init(imageShape: [1, 8, 8], classCount: 10, width: 4), using: &rng)
+        #expect(GradientMatching.matchedParameters(net).allSatisfy { net.parameters[$0].shape.count >= 2 })
+        #expect(GradientMatching.matchedParameters(net).count == 4, "three conv weights and the classifier weight")
+        #expect(GradientMatching.Options.referenceLoops(imagesPerClass: 1) == (1, 1))
+        #expect(GradientMatching.Options.referenceLoops(imagesPerClass: 10) == (10, 50))
+        #expect(GradientMatching.Options.referenceLoops(imagesPerClass: 50) == (50, 10))
+    }
+
+    @Test func iterationsRunAndStayFinite() throws {
+        let splits = try DatasetStore.loadDigits()
+        var rng = RandomSource(seed: 63)
+        let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: 1, initialization: .noise, using: &rng)
+        var options = GradientMatching.Options(imagesPerClass: 1, iterations: 6, batchReal: 64, seed: 4)
+        options.imageLearningRate = 1
+        let dc = GradientMatching(options: options, network: .init(imageShape: [1, 8, 8], classCount: 10, width: 16), augmentation: nil)
+        var losses: [Double] = []
+        _ = dc.distill(splits.train, from: initial) { _, loss in losses.append(loss); return true }
+        #expect(losses.count == 6)
+        #expect(losses.allSatisfy { $0.isFinite })
+    }
+}
+
 @Suite("Synthetic set files")
 struct SyntheticSetTests {
     func sampleSet() -> SyntheticSet {

@@ -6,12 +6,13 @@ struct DistillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill", abstract: "Distill a dataset into a few synthetic images per class.",
         discussion: """
-            Methods: dm (distribution matching), random and herding (real-image baselines). The set is written as \
+            Methods: dm (distribution matching), dc (gradient matching), dsa (gradient matching with DSA), random and \
+            herding (real-image baselines). The set is written as \
             safetensors with its provenance in the metadata. Images that leave a node should use --init noise (the \
             default): --init real starts from private images and is known to leak membership.
             """)
 
-    enum Method: String, ExpressibleByArgument, CaseIterable { case dm, random, herding }
+    enum Method: String, ExpressibleByArgument, CaseIterable { case dm, dc, dsa, random, herding }
 
     @Option(help: "Dataset name.") var dataset = "digits"
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", ")).") var method = Method.dm
@@ -19,7 +20,7 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Distillation iterations (dm).") var iterations = 1000
     @Option(name: .customLong("batch-real"), help: "Real images per class per iteration (dm).") var batchReal = 256
     @Option(name: .customLong("init"), help: "Initialisation: noise, real, mean (dm).") var initialization: String = "noise"
-    @Option(name: .customLong("lr-img"), help: "Learning rate of the images (dm; default 1.0, or 100 for 8×8 digits).")
+    @Option(name: .customLong("lr-img"), help: "Learning rate of the images (dm: 1.0, or 100 for 8×8 digits; dc/dsa: 0.1).")
     var imageLearningRate: Float?
     @Flag(name: .customLong("no-dsa"), help: "Disable differentiable siamese augmentation.") var noDSA = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
@@ -58,6 +59,18 @@ struct DistillCommand: ParsableCommand {
             var net = ConvNet(network, using: &rng)
             Trainer.train(&net, on: splits.train, options: TrainingOptions(epochs: 5, seed: seed))
             images = CoresetSelection.herding(splits.train, imagesPerClass: ipc, network: net)
+        case .dc, .dsa:
+            let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: ipc, initialization: initialization, using: &rng)
+            var options = GradientMatching.Options(imagesPerClass: ipc, iterations: iterations, batchReal: batchReal, seed: seed)
+            if let imageLearningRate { options.imageLearningRate = imageLearningRate }
+            let dc = GradientMatching(options: options, network: network, augmentation: method == .dsa ? DSA(dataset: dataset) : nil)
+            let progress = ProgressDisplay(label: "distill \(method.rawValue) iteration")
+            let result = dc.distill(splits.train, from: initial) { iteration, loss in
+                progress.update(done: iteration, total: iterations, elapsed: Date().timeIntervalSince(start),
+                                fields: [("loss", String(format: "%.4f", loss))])
+                return true
+            }
+            (images, loss, iterationsRun) = (result.images, result.loss, result.iterations)
         case .dm:
             let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: ipc, initialization: initialization, using: &rng)
             let dm = DistributionMatching(options: .init(imagesPerClass: ipc, iterations: iterations, batchReal: batchReal,
@@ -77,7 +90,7 @@ struct DistillCommand: ParsableCommand {
         let set = SyntheticSet(data: images, metadata: .init(
             dataset: dataset, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
             normalization: descriptor.normalization, method: method.rawValue, imagesPerClass: ipc, iterations: iterationsRun,
-            initialization: method == .dm ? initialization.rawValue : "real", seed: seed,
+            initialization: [.dm, .dc, .dsa].contains(method) ? initialization.rawValue : "real", seed: seed,
             sourceClassCounts: splits.train.classCounts()))
         do {
             try set.write(to: out)
