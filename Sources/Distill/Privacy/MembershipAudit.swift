@@ -1,0 +1,163 @@
+import Foundation
+
+/// A membership-inference audit of a shared synthetic set: attacks against the set (and against models trained on
+/// it) next to the same attacks on a model trained directly on the members, with bootstrap confidence intervals.
+public struct MembershipAudit: Sendable {
+    public enum Attack: String, Sendable, CaseIterable, Codable {
+        /// Distance to the closest synthetic image, in pixel space.
+        case dcr
+        /// Distance to the closest synthetic image in the embedding of a model trained on the set.
+        case dcrEmbedding = "dcr_embedding"
+        /// Loss threshold on models trained on the set.
+        case loss
+        /// LiRA with shadow distillations on random halves of members ∪ non-members (online and offline).
+        case lira
+    }
+
+    public struct Options: Sendable {
+        public var attacks: [Attack] = [.dcr, .dcrEmbedding, .loss]
+        public var shadows = 8
+        public var shadowIterations = 100
+        public var epochs = 100
+        public var network: ConvNet.Configuration
+        public var augmentation: DSA?
+        public var resamples = 200
+        public var seed: UInt64 = 0
+
+        public init(network: ConvNet.Configuration, augmentation: DSA?) {
+            self.network = network
+            self.augmentation = augmentation
+        }
+    }
+
+    public struct Report: Sendable {
+        /// Attack name → metrics, against the shared set.
+        public var attacks: [String: MembershipMetrics]
+        /// The same attacks against a model trained directly on the members.
+        public var baseline: [String: MembershipMetrics]
+        /// ROC points per attack (for plots).
+        public var curves: [String: [(fpr: Double, tpr: Double)]]
+        /// Pass when every attack on the set is consistent with chance.
+        public var passed: Bool { attacks.values.allSatisfy(\.consistentWithChance) }
+    }
+
+    public var options: Options
+
+    public init(options: Options) { self.options = options }
+
+    /// Audits `set` given the `members` it was distilled from and held-out `nonMembers` of the same distribution.
+    /// `distill` re-runs the set's distillation on a population (used by LiRA's shadows).
+    public func run(set: LabeledImages, members: LabeledImages, nonMembers: LabeledImages,
+                    distill: ((_ population: LabeledImages, _ seed: UInt64) -> LabeledImages)? = nil) -> Report {
+        var attacks: [String: MembershipMetrics] = [:], baseline: [String: MembershipMetrics] = [:]
+        var curves: [String: [(fpr: Double, tpr: Double)]] = [:]
+        func record(_ name: String, _ memberScores: [Double], _ nonMemberScores: [Double], baselineModel: Bool = false) {
+            let metrics = MembershipMetrics(members: memberScores, nonMembers: nonMemberScores, resamples: options.resamples, seed: options.seed)
+            if baselineModel {
+                baseline[name] = metrics
+            } else {
+                attacks[name] = metrics
+                curves[name] = MembershipMetrics.rocCurve(members: memberScores, nonMembers: nonMemberScores)
+            }
+        }
+        let setModel = trainModel(on: set, seed: options.seed &+ 1)
+        let membersModel = trainModel(on: members, seed: options.seed &+ 2)
+        for attack in options.attacks {
+            switch attack {
+            case .dcr:
+                record(attack.rawValue, MembershipAttacks.distanceToClosestRecord(members.images, synthetic: set.images),
+                       MembershipAttacks.distanceToClosestRecord(nonMembers.images, synthetic: set.images))
+            case .dcrEmbedding:
+                record(attack.rawValue, MembershipAttacks.embeddingDistance(members.images, synthetic: set.images, network: setModel),
+                       MembershipAttacks.embeddingDistance(nonMembers.images, synthetic: set.images, network: setModel))
+            case .loss:
+                record(attack.rawValue, MembershipAttacks.loss(members, model: setModel), MembershipAttacks.loss(nonMembers, model: setModel))
+                record(attack.rawValue, MembershipAttacks.loss(members, model: membersModel),
+                       MembershipAttacks.loss(nonMembers, model: membersModel), baselineModel: true)
+            case .lira:
+                guard let distill else { continue }
+                let population = LabeledImages.concatenate([members, nonMembers])
+                var inScores = [[Double]](repeating: [], count: population.count), outScores = inScores
+                var rng = RandomSource(seed: options.seed ^ 0x11A)
+                var baselineIn = inScores, baselineOut = inScores
+                for shadow in 0..<options.shadows {
+                    let half = Set(rng.permutation(population.count).prefix(population.count / 2))
+                    let subset = population.subset(half.sorted())
+                    let shadowModel = trainModel(on: distill(subset, options.seed &+ UInt64(100 + shadow)), seed: options.seed &+ UInt64(200 + shadow))
+                    let shadowBaseline = trainModel(on: subset, seed: options.seed &+ UInt64(300 + shadow))
+                    let scores = MembershipAttacks.logitScaledConfidence(population, model: shadowModel)
+                    let baseScores = MembershipAttacks.logitScaledConfidence(population, model: shadowBaseline)
+                    for i in 0..<population.count {
+                        if half.contains(i) { inScores[i].append(scores[i]); baselineIn[i].append(baseScores[i]) } else {
+                            outScores[i].append(scores[i]); baselineOut[i].append(baseScores[i])
+                        }
+                    }
+                }
+                let target = MembershipAttacks.logitScaledConfidence(population, model: setModel)
+                let baseTarget = MembershipAttacks.logitScaledConfidence(population, model: membersModel)
+                for online in [true, false] {
+                    let name = online ? "lira_online" : "lira_offline"
+                    let scores = MembershipAttacks.likelihoodRatio(target: target, inScores: inScores, outScores: outScores, online: online)
+                    record(name, Array(scores[0..<members.count]), Array(scores[members.count...]))
+                    let base = MembershipAttacks.likelihoodRatio(target: baseTarget, inScores: baselineIn, outScores: baselineOut, online: online)
+                    record(name, Array(base[0..<members.count]), Array(base[members.count...]), baselineModel: true)
+                }
+            }
+        }
+        return Report(attacks: attacks, baseline: baseline, curves: curves)
+    }
+
+    /// A ConvNet trained with the evaluation protocol's optimiser (no augmentation: attackers use the plain model).
+    func trainModel(on data: LabeledImages, seed: UInt64) -> ConvNet {
+        var rng = RandomSource(seed: seed)
+        var net = ConvNet(options.network, using: &rng)
+        let augmentation = options.augmentation
+        let shape = options.network.imageShape
+        var augment: BatchAugmentation?
+        if let dsa = augmentation {
+            augment = { @Sendable (images: Tensor, rng: inout RandomSource) -> Tensor in
+                dsa.apply(dsa.draw(count: images.shape[0], shape: shape, shared: false, using: &rng), to: images)
+            }
+        }
+        Trainer.train(&net, on: data, options: TrainingOptions(epochs: options.epochs, batchSize: 256, seed: seed), augmentation: augment)
+        return net
+    }
+}
+
+extension MembershipAudit.Report {
+    /// The machine-readable report.
+    public func json() -> [String: Any] {
+        func metrics(_ m: MembershipMetrics) -> [String: Any] {
+            ["auc": m.auc, "balanced_accuracy": m.balancedAccuracy, "tpr_at_1pct_fpr": m.tprAt1PercentFPR,
+             "tpr_at_0_1pct_fpr": m.tprAt01PercentFPR,
+             "ci": ["auc": m.aucInterval, "balanced_accuracy": m.balancedAccuracyInterval,
+                    "tpr_at_1pct_fpr": m.tprAt1PercentFPRInterval, "tpr_at_0_1pct_fpr": m.tprAt01PercentFPRInterval],
+             "consistent_with_chance": m.consistentWithChance]
+        }
+        return ["verdict": passed ? "pass" : "fail", "attacks": attacks.mapValues(metrics), "baseline": baseline.mapValues(metrics)]
+    }
+
+    /// ROC curves on log-scaled axes (FPR and TPR from 10⁻³ to 1) as an SVG document.
+    public func rocSVG() -> String {
+        let size = 400.0, margin = 50.0
+        func scale(_ v: Double) -> Double { (log10(max(v, 1e-3)) + 3) / 3 * size }
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(size + 2 * margin + 160))\" height=\"\(Int(size + 2 * margin))\">\n"
+        svg += "<rect x=\"\(margin)\" y=\"\(margin)\" width=\"\(size)\" height=\"\(size)\" fill=\"none\" stroke=\"black\"/>\n"
+        svg += "<line x1=\"\(margin)\" y1=\"\(margin + size)\" x2=\"\(margin + size)\" y2=\"\(margin)\" stroke=\"gray\" stroke-dasharray=\"4\"/>\n"
+        for tick in [0.001, 0.01, 0.1, 1.0] {
+            let p = scale(tick)
+            svg += "<text x=\"\(margin + p - 10)\" y=\"\(margin + size + 18)\" font-size=\"11\">\(tick)</text>\n"
+            svg += "<text x=\"\(margin - 40)\" y=\"\(margin + size - p + 4)\" font-size=\"11\">\(tick)</text>\n"
+        }
+        svg += "<text x=\"\(margin + size / 2 - 60)\" y=\"\(margin + size + 38)\" font-size=\"12\">false positive rate (log)</text>\n"
+        svg += "<text x=\"12\" y=\"\(margin - 15)\" font-size=\"12\">true positive rate (log)</text>\n"
+        for (index, (name, curve)) in curves.sorted(by: { $0.key < $1.key }).enumerated() {
+            let color = colors[index % colors.count]
+            let points = curve.map { String(format: "%.1f,%.1f", margin + scale($0.fpr), margin + size - scale($0.tpr)) }.joined(separator: " ")
+            svg += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\"/>\n"
+            svg += "<text x=\"\(margin + size + 10)\" y=\"\(margin + 15 + 18 * Double(index))\" font-size=\"12\" fill=\"\(color)\">\(name)</text>\n"
+        }
+        return svg + "</svg>\n"
+    }
+}

@@ -1,0 +1,71 @@
+import Testing
+@testable import Distill
+
+/// Privacy probes: the audit has power (it flags sets and models that do leak), and the default shared set — DM
+/// from noise — does not leak beyond chance.
+@Suite("Privacy probes", .serialized)
+struct PrivacyProbeTests {
+    let network = ConvNet.Configuration(imageShape: [1, 8, 8], classCount: 10, width: 32)
+
+    /// 200 members from the digits training split and 200 non-members from the held-out split.
+    func populations() throws -> (members: LabeledImages, nonMembers: LabeledImages) {
+        let splits = try DatasetStore.loadDigits()
+        var rng = RandomSource(seed: 71)
+        return (splits.train.subset(rng.choose(200, from: Array(0..<splits.train.count))),
+                splits.test.subset(rng.choose(200, from: Array(0..<splits.test.count))))
+    }
+
+    func audit(_ attacks: [MembershipAudit.Attack], epochs: Int = 100) -> MembershipAudit {
+        var options = MembershipAudit.Options(network: network, augmentation: nil)
+        options.attacks = attacks
+        options.epochs = epochs
+        options.resamples = 100
+        options.seed = 5
+        return MembershipAudit(options: options)
+    }
+
+    @Test func metricsOnKnownScores() {
+        let perfect = MembershipMetrics(members: [3, 4, 5], nonMembers: [0, 1, 2], resamples: 20)
+        #expect(perfect.auc == 1 && perfect.tprAt1PercentFPR == 1 && perfect.balancedAccuracy == 1)
+        let reversed = MembershipMetrics.point(members: [0, 1, 2], nonMembers: [3, 4, 5])
+        #expect(reversed.auc == 0)
+        let tied = MembershipMetrics.point(members: [1, 1], nonMembers: [1, 1])
+        #expect(tied.auc == 0.5 && tied.tpr1 == 0)
+    }
+
+    /// A "set" made of member images (real initialisation, zero iterations) is caught by DCR at low FPR.
+    @Test func auditFlagsASetOfMemberImages() throws {
+        let (members, nonMembers) = try populations()
+        var rng = RandomSource(seed: 72)
+        let set = DistributionMatching.initialImages(members, imagesPerClass: 10, initialization: .real, using: &rng)
+        let report = audit([.dcr]).run(set: set, members: members, nonMembers: nonMembers)
+        let dcr = try #require(report.attacks["dcr"])
+        #expect(dcr.tprAt1PercentFPR > 0.3, "DCR TPR@1%FPR \(dcr.tprAt1PercentFPR)")
+        #expect(dcr.aucInterval[0] > 0.55, "DCR AUC interval \(dcr.aucInterval)")
+        #expect(!report.passed)
+    }
+
+    /// A model trained directly on the members leaks through its loss.
+    @Test(.tags(.slow)) func lossAttackDetectsAModelTrainedOnMembers() throws {
+        let (members, nonMembers) = try populations()
+        let report = audit([.loss], epochs: 150).run(set: members, members: members, nonMembers: nonMembers)
+        let baseline = try #require(report.baseline["loss"])
+        #expect(baseline.auc > 0.6 && baseline.aucInterval[0] > 0.5, "loss-attack AUC \(baseline.auc) \(baseline.aucInterval)")
+    }
+
+    /// The default shared set — DM from noise — is consistent with chance under every attack.
+    @Test(.tags(.slow)) func defaultSharedSetPasses() throws {
+        let (members, nonMembers) = try populations()
+        var rng = RandomSource(seed: 73)
+        let initial = DistributionMatching.initialImages(members, imagesPerClass: 10, initialization: .noise, using: &rng)
+        let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: 150, batchReal: 64, learningRate: 100, seed: 7),
+                                      network: network, augmentation: DSA(dataset: "digits"))
+        let set = dm.distill(members, from: initial).images
+        let report = audit([.dcr, .dcrEmbedding, .loss]).run(set: set, members: members, nonMembers: nonMembers)
+        for (name, metrics) in report.attacks {
+            #expect(metrics.consistentWithChance,
+                    "default set leaks under \(name): AUC \(metrics.auc) \(metrics.aucInterval), TPR@1% \(metrics.tprAt1PercentFPRInterval)")
+        }
+        #expect(report.passed)
+    }
+}
