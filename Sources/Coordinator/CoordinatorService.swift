@@ -76,7 +76,18 @@ public enum CoordinatorServer {
                 }
                 return nil
             }
-            let result = try await round.waitForResult()
+            let result: RoundResult
+            do {
+                result = try await withTaskCancellationHandler {
+                    try await round.waitForResult()
+                } onCancel: {
+                    Task { await round.cancel() }
+                }
+            } catch {
+                server.beginGracefulShutdown()
+                group.cancelAll()
+                throw error
+            }
             if configuration.exitAfterRound {
                 try await Task.sleep(for: .seconds(2))  // let watchers receive the final event
                 server.beginGracefulShutdown()

@@ -135,6 +135,12 @@ public actor RoundCoordinator {
     /// Called periodically: applies the deadline.
     public func tick() { act(machine.tick(now: Date())) }
 
+    /// Stops the round (the server is shutting down): waiters and watchers are released with a failure.
+    public func cancel() {
+        guard result == nil, failure == nil else { return }
+        end(.failure(RoundFailure(reason: "the coordinator was stopped")))
+    }
+
     /// Waits for the round's result (or failure).
     public func waitForResult() async throws -> RoundResult {
         if let result { return result }

@@ -29,6 +29,10 @@ public struct NodeConfiguration: Sendable, Codable {
     /// Where the node writes its report.
     public var stateDirectory = "node-state"
     public var maxAttempts = 10
+    /// The privacy gate: before sending, audit the set against a held-out 20% of the partition and refuse to send
+    /// when an attack beats chance or TPR at 1% FPR exceeds `maxTPRAt1PercentFPR`. `false` disables it.
+    public var privacyGate = true
+    public var maxTPRAt1PercentFPR = 0.1
 
     public init() {}
 }
@@ -67,7 +71,13 @@ public struct NodeRunner: Sendable {
         let splits = try DatasetStore.resolve(explicit: config.dataDirectory).load(config.dataset)
         let parts = Partitioner.partition(labels: splits.train.labels, classCount: splits.descriptor.classCount,
                                           nodes: config.partitionNodes, scheme: scheme, seed: config.partitionSeed)
-        let privateData = splits.train.subset(parts[config.partitionIndex])
+        let partition = splits.train.subset(parts[config.partitionIndex])
+        // Hold out 20% of the partition (seeded) as the privacy gate's non-members; distill from the rest.
+        var splitRNG = RandomSource(seed: config.seed ^ 0x9A7E)
+        let order = splitRNG.permutation(partition.count)
+        let heldOutCount = config.privacyGate ? partition.count / 5 : 0
+        let heldOut = partition.subset(Array(order.prefix(heldOutCount)))
+        let privateData = partition.subset(Array(order.dropFirst(heldOutCount)))
         logger.info("private partition loaded", metadata: ["node.id": "\(config.nodeID)", "images": "\(privateData.count)"])
         let signing = try KeyFiles.readSigningKeys(KeyFiles.paths(in: config.credentialsDirectory, name: config.nodeID).signingKey)
         let transport = try FederationTransport.client(
@@ -92,12 +102,23 @@ public struct NodeRunner: Sendable {
             let set = try await distill(privateData, descriptor: splits.descriptor, ipc: ipc, iterations: iterations,
                                         roundID: round.roundID, progress: progress)
             let distillSeconds = Date().timeIntervalSince(start)
+            var auditJSON = ""
+            if config.privacyGate {
+                progress?("audit", 0, 1)
+                let (summary, passed, reason) = try await audit(set.data, members: privateData, nonMembers: heldOut, descriptor: splits.descriptor)
+                auditJSON = summary
+                guard passed else {
+                    logger.error("privacy gate blocked the submission", metadata: ["node.id": "\(config.nodeID)", "reason": "\(reason)"])
+                    throw NodeError.privacyGate(reason)
+                }
+            }
             let envelope = try SealedEnvelope.seal(
                 payload: set.encoded(), recipient: recipient, signer: signing,
                 header: EnvelopeHeader(federationID: round.federationID, roundID: round.roundID, nodeID: config.nodeID)).serialized()
             var metadata = SubmitMetadata()
             metadata.roundID = round.roundID
             metadata.nodeID = config.nodeID
+            metadata.privacyAuditJson = auditJSON
             progress?("submit", 0, 1)
             // The same bytes on every attempt: a node that lost its receipt resubmits and is stored once.
             _ = try await retrying("submit") { try await federation.submitEnvelope(envelope, metadata: metadata) }
@@ -152,6 +173,39 @@ public struct NodeRunner: Sendable {
         }
     }
 
+    /// Audits the set against the held-out records (DCR in pixel and embedding space, loss attack).
+    /// - Returns: the JSON summary (metrics only, no data), whether the policy passed, and why not.
+    private func audit(_ set: LabeledImages, members: LabeledImages, nonMembers: LabeledImages,
+                       descriptor: DatasetDescriptor) async throws -> (String, Bool, String) {
+        let config = configuration
+        guard !nonMembers.labels.isEmpty, !members.labels.isEmpty else { return ("{}", true, "") }
+        return try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                var options = MembershipAudit.Options(
+                    network: ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width),
+                    augmentation: nil)
+                options.attacks = [.dcr, .dcrEmbedding, .loss]
+                options.epochs = 100
+                options.seed = config.seed
+                // Equal-sized member and non-member samples keep the test balanced.
+                let count = min(members.count, nonMembers.count)
+                let report = MembershipAudit(options: options).run(set: set, members: members.subset(Array(0..<count)),
+                                                                   nonMembers: nonMembers)
+                var failures: [String] = []
+                for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
+                    if !metrics.consistentWithChance { failures.append("\(name) beats chance (AUC \(metrics.auc))") }
+                    if metrics.tprAt1PercentFPR > config.maxTPRAt1PercentFPR {
+                        failures.append("\(name) TPR@1%FPR \(metrics.tprAt1PercentFPR) > \(config.maxTPRAt1PercentFPR)")
+                    }
+                }
+                let data = (try? JSONSerialization.data(withJSONObject: report.json(), options: [.sortedKeys])) ?? Data()
+                continuation.resume(returning: (String(decoding: data, as: UTF8.self), failures.isEmpty, failures.joined(separator: "; ")))
+            }
+            thread.stackSize = 16 << 20
+            thread.start()
+        }
+    }
+
     /// Retries transient failures (coordinator unreachable or busy) with exponential backoff and full jitter.
     private func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
         var attempt = 0
@@ -175,7 +229,13 @@ public struct NodeRunner: Sendable {
 /// Node configuration errors.
 public enum NodeError: Error, CustomStringConvertible {
     case invalid(String)
+    /// The privacy gate refused to send the set.
+    case privacyGate(String)
+
     public var description: String {
-        switch self { case let .invalid(message): message }
+        switch self {
+        case let .invalid(message): message
+        case let .privacyGate(reason): "privacy gate: the set was not sent: \(reason)"
+        }
     }
 }

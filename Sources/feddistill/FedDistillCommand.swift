@@ -12,7 +12,7 @@ struct FedDistillCommand: AsyncParsableCommand {
             synthetic sets; the coordinator merges them by distribution matching and evaluates a global model.
             """,
         version: FedDistillVersion.string,
-        subcommands: [DatasetsCommand.self, TrainCommand.self, DistillCommand.self, EvaluateCommand.self, ExportCommand.self,
+        subcommands: [DatasetsCommand.self, TrainCommand.self, DistillCommand.self, EvaluateCommand.self, ExportCommand.self, AuditCommand.self,
                       CoordinatorCommand.self, NodeCommand.self, SimulateCommand.self, StatusCommand.self,
                       CertsCommand.self, KeysCommand.self, BenchCommand.self])
 

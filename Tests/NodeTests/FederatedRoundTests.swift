@@ -103,4 +103,30 @@ struct FederatedRoundTests {
         let global = try SyntheticSet.read(root + "/coordinator/global-round-1.safetensors")
         #expect(global.data.classCounts().allSatisfy { $0 == 0 || $0 == 2 }, "two global images per class present")
     }
+
+    @Test(.timeLimit(.minutes(2))) func privacyGateBlocksALeakySetAndNothingIsSent() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try provision(nodes: ["node-a"])
+        let logger = Logger(label: "test")
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let configuration = coordinatorConfiguration(nodes: ["node-a"])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                _ = try await CoordinatorServer.run(configuration: configuration, logger: logger) { portContinuation.yield($0) }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            var node = nodeConfiguration("node-a", index: 0, port: port)
+            node.maxTPRAt1PercentFPR = -1  // a policy no set can meet: the gate must refuse to send
+            do {
+                _ = try await NodeRunner(configuration: node, logger: logger).run()
+                Issue.record("the privacy gate let the set through")
+            } catch let error as NodeError {
+                #expect(error.description.contains("privacy gate"))
+            }
+            let stored = try SubmissionStore(directory: root + "/coordinator/submissions")
+            #expect(try stored.records(round: 1).isEmpty, "nothing reached the coordinator")
+            group.cancelAll()
+        }
+    }
 }

@@ -89,6 +89,10 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "ConvNet width.") var width: String?
     @Option(help: "Random seed.") var seed: String?
     @Option(name: .customLong("state-dir"), help: "Where the node report is written.") var stateDir: String?
+    @Option(name: .customLong("privacy-gate"), help: "Audit the set before sending and refuse to send if it leaks (true/false).")
+    var privacyGate: String?
+    @Option(name: .customLong("max-tpr-at-1pct-fpr"), help: "Privacy gate: largest TPR at 1% FPR allowed for any attack.")
+    var maxTPR: String?
     @Flag(help: "Print machine-readable progress lines on stdout.") var progress = false
     @OptionGroup var compute: ComputeOptions
 
@@ -98,7 +102,7 @@ struct NodeCommand: AsyncParsableCommand {
             "node_id": nodeID, "coordinator": coordinator, "server_name": serverName, "credentials_dir": credentialsDir,
             "dataset": dataset, "data_dir": dataDir, "partition": partition, "partition_nodes": partitionNodes,
             "partition_index": partitionIndex, "partition_seed": partitionSeed, "ipc": ipc, "iterations": iterations,
-            "width": width, "seed": seed, "state_dir": stateDir,
+            "width": width, "seed": seed, "state_dir": stateDir, "privacy_gate": privacyGate, "max_tpr_at_1pct_fpr": maxTPR,
         ])
         let configuration = try NodeConfiguration(settings: settings)
         let logger = Logger(label: "feddistill.node")

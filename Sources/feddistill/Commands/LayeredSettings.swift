@@ -97,7 +97,7 @@ extension CoordinatorConfiguration {
 extension NodeConfiguration {
     static let keys: Set<String> = ["node_id", "coordinator", "server_name", "credentials_dir", "dataset", "data_dir", "partition",
                                     "partition_nodes", "partition_index", "partition_seed", "ipc", "iterations", "width", "seed",
-                                    "state_dir", "max_attempts"]
+                                    "state_dir", "max_attempts", "privacy_gate", "max_tpr_at_1pct_fpr"]
 
     init(settings s: LayeredSettings) throws {
         try s.rejectUnknown(Self.keys)
@@ -124,5 +124,7 @@ extension NodeConfiguration {
         seed = UInt64(try s.int("seed") ?? 0)
         stateDirectory = s.string("state_dir") ?? stateDirectory
         maxAttempts = try s.int("max_attempts") ?? maxAttempts
+        privacyGate = try s.bool("privacy_gate") ?? privacyGate
+        maxTPRAt1PercentFPR = try s.double("max_tpr_at_1pct_fpr") ?? maxTPRAt1PercentFPR
     }
 }

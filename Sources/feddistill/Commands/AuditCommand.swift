@@ -1,0 +1,108 @@
+import ArgumentParser
+import Distill
+import Foundation
+
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Membership-inference audit of a shared synthetic set.",
+        discussion: """
+            Members are the private records the set was distilled from; non-members are held-out records of the same \
+            distribution. A SPEC is DATASET:SPLIT[:FIRST-LAST] (e.g. digits:train:0-200, indices FIRST..<LAST) or \
+            @FILE.safetensors. Attacks: dcr, dcr_embedding, loss, lira (shadow distillations with the set's method \
+            settings). The same attacks run against a model trained directly on the members. Exit status: 0 pass, \
+            3 fail (some attack beats chance), other non-zero on error.
+            """)
+
+    @Option(help: "The synthetic set (safetensors).") var set: String
+    @Option(help: "Member records: DATASET:SPLIT[:FIRST-LAST] or @FILE.safetensors.") var members: String
+    @Option(help: "Non-member records, same forms.") var nonmembers: String
+    @Option(help: "Comma-separated attacks: dcr, dcr_embedding, loss, lira.") var attacks = "dcr,dcr_embedding,loss"
+    @Option(help: "Shadow distillations for LiRA.") var shadows = 8
+    @Option(name: .customLong("shadow-iterations"), help: "DM iterations per shadow distillation.") var shadowIterations = 100
+    @Option(help: "Epochs for the attack models.") var epochs = 100
+    @Option(help: "Bootstrap resamples for the confidence intervals.") var resamples = 200
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Write the JSON report to this file (- for stdout).") var json: String?
+    @Option(help: "Write ROC curves (log scale) as SVG.") var roc: String?
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var data: DataOptions
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        for name in attacks.split(separator: ",") where MembershipAudit.Attack(rawValue: String(name)) == nil {
+            throw ValidationError("unknown attack '\(name)' (dcr, dcr_embedding, loss, lira)")
+        }
+        guard shadows >= 2, shadowIterations >= 0, epochs > 0, resamples >= 10 else {
+            throw ValidationError("--shadows ≥ 2, --epochs ≥ 1 and --resamples ≥ 10 are required")
+        }
+    }
+
+    func records(_ spec: String) throws -> LabeledImages {
+        if spec.hasPrefix("@") { return try SyntheticSet.read(String(spec.dropFirst())).data }
+        let parts = spec.split(separator: ":").map(String.init)
+        guard parts.count == 2 || parts.count == 3, ["train", "test"].contains(parts[1]) else {
+            throw CommandFailure("record spec '\(spec)' must be DATASET:train|test[:FIRST-LAST] or @FILE")
+        }
+        let splits = try data.store.load(parts[0])
+        let split = parts[1] == "train" ? splits.train : splits.test
+        guard parts.count == 3 else { return split }
+        let bounds = parts[2].split(separator: "-").compactMap { Int($0) }
+        guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= split.count else {
+            throw CommandFailure("range '\(parts[2])' in '\(spec)' must be FIRST-LAST within 0...\(split.count)")
+        }
+        return split.subset(Array(bounds[0]..<bounds[1]))
+    }
+
+    func run() throws {
+        compute.apply()
+        let shared: SyntheticSet, memberRecords: LabeledImages, nonMemberRecords: LabeledImages
+        do {
+            shared = try SyntheticSet.read(set)
+            memberRecords = try records(members)
+            nonMemberRecords = try records(nonmembers)
+        } catch { throw CommandFailure(error) }
+        guard memberRecords.imageShape == shared.metadata.imageShape, nonMemberRecords.imageShape == shared.metadata.imageShape else {
+            throw CommandFailure("records have images \(memberRecords.imageShape) but the set has \(shared.metadata.imageShape)")
+        }
+        let network = model.configuration(imageShape: shared.metadata.imageShape, classCount: shared.metadata.classCount)
+        var options = MembershipAudit.Options(network: network, augmentation: nil)
+        options.attacks = attacks.split(separator: ",").compactMap { MembershipAudit.Attack(rawValue: String($0)) }
+        options.shadows = shadows
+        options.shadowIterations = shadowIterations
+        options.epochs = epochs
+        options.resamples = resamples
+        options.seed = seed
+        let metadata = shared.metadata
+        let shadowIterations = self.shadowIterations
+        let report = MembershipAudit(options: options).run(set: shared.data, members: memberRecords, nonMembers: nonMemberRecords) {
+            population, shadowSeed in
+            // Shadows repeat the set's own recipe (DM, its IPC and initialisation) on a random half of the population.
+            var rng = RandomSource(seed: shadowSeed)
+            let initialization = SyntheticInitialization(rawValue: metadata.initialization) ?? .noise
+            let initial = DistributionMatching.initialImages(population, imagesPerClass: metadata.imagesPerClass,
+                                                             initialization: initialization, using: &rng)
+            let dm = DistributionMatching(
+                options: .init(imagesPerClass: metadata.imagesPerClass, iterations: shadowIterations,
+                               learningRate: DistributionMatching.defaultImageLearningRate(imageShape: metadata.imageShape), seed: shadowSeed),
+                network: network, augmentation: DSA(dataset: metadata.dataset))
+            return dm.distill(population, from: initial).images
+        }
+        print("attack".padding(16) + "AUC [95% CI]".padding(24) + "TPR@1%FPR [CI]".padding(24) + "TPR@0.1%FPR".padding(13) + "chance?")
+        func line(_ name: String, _ m: MembershipMetrics) -> String {
+            name.padding(16) + String(format: "%.3f [%.3f, %.3f]", m.auc, m.aucInterval[0], m.aucInterval[1]).padding(24)
+                + String(format: "%.3f [%.3f, %.3f]", m.tprAt1PercentFPR, m.tprAt1PercentFPRInterval[0], m.tprAt1PercentFPRInterval[1]).padding(24)
+                + String(format: "%.3f", m.tprAt01PercentFPR).padding(13) + (m.consistentWithChance ? "yes" : "NO")
+        }
+        for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) { print(line(name, metrics)) }
+        if !report.baseline.isEmpty {
+            print("baseline: the same attacks on a model trained directly on the members")
+            for (name, metrics) in report.baseline.sorted(by: { $0.key < $1.key }) { print(line(name, metrics)) }
+        }
+        print("verdict: \(report.passed ? "pass" : "fail")")
+        if let json { try writeJSON(report.json(), to: json) }
+        if let roc {
+            do { try report.rocSVG().write(toFile: roc, atomically: true, encoding: .utf8) } catch { throw CommandFailure("cannot write \(roc): \(error)") }
+        }
+        if !report.passed { throw ExitCode(3) }
+    }
+}
