@@ -1,3 +1,4 @@
+import Dispatch
 import FederationProtocol
 import Foundation
 import GRPCCore
@@ -68,6 +69,12 @@ public enum CoordinatorServer {
             logger.info("coordinator listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
             onListening(port)
             try await round.resume()
+            // SIGUSR1 closes the round at once, as if the deadline had passed.
+            signal(SIGUSR1, SIG_IGN)
+            let closeSignal = DispatchSource.makeSignalSource(signal: SIGUSR1)
+            closeSignal.setEventHandler { Task { await round.closeNow() } }
+            closeSignal.resume()
+            defer { closeSignal.cancel() }
             group.addTask {
                 // Deadline checks; ends when the round does.
                 while await round.result == nil {

@@ -135,6 +135,12 @@ public actor RoundCoordinator {
     /// Called periodically: applies the deadline.
     public func tick() { act(machine.tick(now: Date())) }
 
+    /// Closes the round now (SIGUSR1): with the quorum it is merged, without it it fails.
+    public func closeNow() {
+        logger.notice("round closed early on request", metadata: ["round.id": "\(configuration.roundID)"])
+        act(machine.closeNow())
+    }
+
     /// Stops the round (the server is shutting down): waiters and watchers are released with a failure.
     public func cancel() {
         guard result == nil, failure == nil else { return }

@@ -42,10 +42,21 @@ public struct RoundStateMachine: Sendable, Equatable {
     /// Time passed; closes or fails the round at the deadline.
     public mutating func tick(now: Date) -> Action {
         guard state == .open, now >= deadline else { return .none }
+        return expire()
+    }
+
+    private mutating func expire() -> Action {
         if submitted.count >= quorum { return close() }
         let reason = "deadline passed with \(submitted.count) of \(expectedNodes.count) submissions (quorum \(quorum))"
         state = .failed(reason: reason)
         return .fail(reason: reason)
+    }
+
+    /// The operator (or the simulation, once every node process has ended) closes the round now: as if the deadline
+    /// had passed.
+    public mutating func closeNow() -> Action {
+        guard state == .open else { return .none }
+        return expire()
     }
 
     /// Accepts a submission only while open and from an expected node.

@@ -186,6 +186,7 @@ public struct NodeRunner: Sendable {
                     augmentation: nil)
                 options.attacks = [.dcr, .dcrEmbedding, .loss]
                 options.epochs = 100
+                options.includeBaseline = false  // the gate judges the set only
                 options.seed = config.seed
                 // Equal-sized member and non-member samples keep the test balanced.
                 let count = min(members.count, nonMembers.count)

@@ -33,6 +33,18 @@ struct RoundStateMachineTests {
         #expect(machine.submissionStored(from: "b", now: start.addingTimeInterval(62)) == .none, "a failed round stays failed")
     }
 
+    @Test func closeNowActsAsTheDeadline() {
+        var machine = RoundStateMachine(expectedNodes: ["a", "b", "c"], quorum: 1, deadline: start.addingTimeInterval(600))
+        _ = machine.submissionStored(from: "b", now: start)
+        #expect(machine.closeNow() == .close(submitted: ["b"]))
+        #expect(machine.closeNow() == .none)
+        var empty = RoundStateMachine(expectedNodes: ["a"], quorum: 1, deadline: start.addingTimeInterval(600))
+        guard case .fail = empty.closeNow() else {
+            Issue.record("closing without quorum fails the round")
+            return
+        }
+    }
+
     @Test func resubmissionDoesNotCountTwice() {
         var machine = RoundStateMachine(expectedNodes: ["a", "b"], quorum: 2, deadline: start.addingTimeInterval(60))
         _ = machine.submissionStored(from: "a", now: start)

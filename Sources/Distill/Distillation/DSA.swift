@@ -73,6 +73,15 @@ public struct DSA: Sendable {
         return Draw(operation: operation, values: (0..<count).map { _ in one() })
     }
 
+    /// The siamese use: one draw shared by every image of a real and a synthetic batch of the same class.
+    /// - Returns: both augmented batches and the synthetic side's draw (for ``backward(_:outputGradient:)``).
+    public func siamese(real: Tensor, synthetic: Tensor, using rng: inout RandomSource) -> (real: Tensor, synthetic: Tensor, draw: Draw) {
+        let shared = draw(count: 1, shape: Array(real.shape.dropFirst()), shared: true, using: &rng)
+        func repeated(_ count: Int) -> Draw { Draw(operation: shared.operation, values: [[Float]](repeating: shared.values[0], count: count)) }
+        let syntheticDraw = repeated(synthetic.shape[0])
+        return (apply(repeated(real.shape[0]), to: real), apply(syntheticDraw, to: synthetic), syntheticDraw)
+    }
+
     /// Applies a draw to `x` `(N, C, H, W)`.
     public func apply(_ draw: Draw, to x: Tensor) -> Tensor { transform(draw, x, transpose: false) }
 

@@ -126,7 +126,7 @@ public struct DistributionMatching: Sendable {
                                                synByClass: [[Int]], classes: [Int], batchReal: Int, augmentation: DSA?,
                                                sampleWeights: [Float]? = nil,
                                                rng: inout RandomSource) -> (loss: Double, gradient: Tensor) {
-        let shape = Array(syn.shape.dropFirst())
+        let imageSize = syn.count / max(syn.shape[0], 1)
         var realParts: [Tensor] = [], synParts: [Tensor] = [], draws: [DSA.Draw?] = []
         var realCounts: [Int] = [], synCounts: [Int] = []
         var realWeightParts: [[Float]] = []
@@ -137,12 +137,7 @@ public struct DistributionMatching: Sendable {
             var synBatch = syn.gather(synByClass[c])
             var draw: DSA.Draw?
             if let augmentation {
-                let shared = augmentation.draw(count: 1, shape: shape, shared: true, using: &rng)
-                let d = DSA.Draw(operation: shared.operation, values: [[Float]](repeating: shared.values[0], count: picks.count))
-                realBatch = augmentation.apply(d, to: realBatch)
-                let s = DSA.Draw(operation: shared.operation, values: [[Float]](repeating: shared.values[0], count: synByClass[c].count))
-                synBatch = augmentation.apply(s, to: synBatch)
-                draw = s
+                (realBatch, synBatch, draw) = augmentation.siamese(real: realBatch, synthetic: synBatch, using: &rng)
             }
             if let sampleWeights { realWeightParts.append(picks.map { sampleWeights[$0] }) }
             realParts.append(realBatch)
@@ -179,7 +174,6 @@ public struct DistributionMatching: Sendable {
         }
         let dAugmented = net.backward(trace, outputGradient: dEmbedding, input: true, parameters: false).input!
         var gradient = Tensor(shape: syn.shape)
-        let imageSize = shape.reduce(1, *)
         synRow = 0
         for (k, c) in classes.enumerated() {
             var part = dAugmented.slice(synRow..<(synRow + synCounts[k]))

@@ -151,12 +151,7 @@ public struct GradientMatching: Sendable {
                     var synBatch = syn.gather(synByClass[c])
                     var draw: DSA.Draw?
                     if let augmentation {
-                        let shared = augmentation.draw(count: 1, shape: shape, shared: true, using: &rng)
-                        realBatch = augmentation.apply(DSA.Draw(operation: shared.operation,
-                                                                values: [[Float]](repeating: shared.values[0], count: picks.count)), to: realBatch)
-                        let d = DSA.Draw(operation: shared.operation, values: [[Float]](repeating: shared.values[0], count: synByClass[c].count))
-                        synBatch = augmentation.apply(d, to: synBatch)
-                        draw = d
+                        (realBatch, synBatch, draw) = augmentation.siamese(real: realBatch, synthetic: synBatch, using: &rng)
                     }
                     var (value, classGradient) = Self.classMatch(net: net, real: realBatch, synthetic: synBatch, label: c)
                     if let draw, let augmentation { classGradient = augmentation.backward(draw, outputGradient: classGradient) }

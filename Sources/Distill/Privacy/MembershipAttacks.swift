@@ -35,37 +35,34 @@ public enum MembershipAttacks {
 
     /// Per-record cross-entropy.
     public static func perRecordLoss<Net: Network>(_ records: LabeledImages, model: Net) -> [Double] {
-        var losses: [Double] = []
-        for first in stride(from: 0, to: records.count, by: 500) {
-            let range = first..<min(first + 500, records.count)
-            let logits = model(records.images.slice(range))
-            let k = logits.shape[1]
-            for (row, label) in records.labels[range].enumerated() {
-                let values = (0..<k).map { Double(logits.storage[row * k + $0]) }
-                let peak = values.max() ?? 0
-                let logSum = peak + _log(values.reduce(0) { $0 + _exp($1 - peak) })
-                losses.append(logSum - values[label])
-            }
+        mapLogits(records, model: model) { values, label in
+            let peak = values.max() ?? 0
+            return peak + _log(values.reduce(0) { $0 + _exp($1 - peak) }) - values[label]
         }
-        return losses
     }
 
     /// LiRA's statistic: the logit-scaled confidence of the true class, log(p / (1 − p)), computed stably.
     public static func logitScaledConfidence<Net: Network>(_ records: LabeledImages, model: Net) -> [Double] {
-        var scores: [Double] = []
+        mapLogits(records, model: model) { values, label in
+            let others = values.indices.filter { $0 != label }.map { values[$0] }
+            let peak = others.max() ?? 0
+            return values[label] - (peak + _log(others.reduce(0) { $0 + _exp($1 - peak) }))
+        }
+    }
+
+    /// Runs the model over the records in batches and maps each record's logits (and label) to a value.
+    static func mapLogits<Net: Network>(_ records: LabeledImages, model: Net, _ body: ([Double], Int) -> Double) -> [Double] {
+        var out: [Double] = []
+        out.reserveCapacity(records.count)
         for first in stride(from: 0, to: records.count, by: 500) {
             let range = first..<min(first + 500, records.count)
             let logits = model(records.images.slice(range))
             let k = logits.shape[1]
             for (row, label) in records.labels[range].enumerated() {
-                let values = (0..<k).map { Double(logits.storage[row * k + $0]) }
-                let others = (0..<k).filter { $0 != label }.map { values[$0] }
-                let peak = others.max() ?? 0
-                let logOthers = peak + _log(others.reduce(0) { $0 + _exp($1 - peak) })
-                scores.append(values[label] - logOthers)
+                out.append(body((0..<k).map { Double(logits.storage[row * k + $0]) }, label))
             }
         }
-        return scores
+        return out
     }
 
     static func embedInBatches<Net: Network>(_ images: Tensor, _ network: Net) -> Tensor {

@@ -23,6 +23,8 @@ public struct MembershipAudit: Sendable {
         public var augmentation: DSA?
         public var resamples = 200
         public var seed: UInt64 = 0
+        /// Also attack a model trained directly on the members (the report's `baseline`).
+        public var includeBaseline = true
 
         public init(network: ConvNet.Configuration, augmentation: DSA?) {
             self.network = network
@@ -61,7 +63,7 @@ public struct MembershipAudit: Sendable {
             }
         }
         let setModel = trainModel(on: set, seed: options.seed &+ 1)
-        let membersModel = trainModel(on: members, seed: options.seed &+ 2)
+        let membersModel: ConvNet? = options.includeBaseline ? trainModel(on: members, seed: options.seed &+ 2) : nil
         for attack in options.attacks {
             switch attack {
             case .dcr:
@@ -72,8 +74,10 @@ public struct MembershipAudit: Sendable {
                        MembershipAttacks.embeddingDistance(nonMembers.images, synthetic: set.images, network: setModel))
             case .loss:
                 record(attack.rawValue, MembershipAttacks.loss(members, model: setModel), MembershipAttacks.loss(nonMembers, model: setModel))
-                record(attack.rawValue, MembershipAttacks.loss(members, model: membersModel),
-                       MembershipAttacks.loss(nonMembers, model: membersModel), baselineModel: true)
+                if let membersModel {
+                    record(attack.rawValue, MembershipAttacks.loss(members, model: membersModel),
+                           MembershipAttacks.loss(nonMembers, model: membersModel), baselineModel: true)
+                }
             case .lira:
                 guard let distill else { continue }
                 let population = LabeledImages.concatenate([members, nonMembers])
@@ -84,9 +88,10 @@ public struct MembershipAudit: Sendable {
                     let half = Set(rng.permutation(population.count).prefix(population.count / 2))
                     let subset = population.subset(half.sorted())
                     let shadowModel = trainModel(on: distill(subset, options.seed &+ UInt64(100 + shadow)), seed: options.seed &+ UInt64(200 + shadow))
-                    let shadowBaseline = trainModel(on: subset, seed: options.seed &+ UInt64(300 + shadow))
                     let scores = MembershipAttacks.logitScaledConfidence(population, model: shadowModel)
-                    let baseScores = MembershipAttacks.logitScaledConfidence(population, model: shadowBaseline)
+                    let baseScores = options.includeBaseline
+                        ? MembershipAttacks.logitScaledConfidence(population, model: trainModel(on: subset, seed: options.seed &+ UInt64(300 + shadow)))
+                        : scores
                     for i in 0..<population.count {
                         if half.contains(i) { inScores[i].append(scores[i]); baselineIn[i].append(baseScores[i]) } else {
                             outScores[i].append(scores[i]); baselineOut[i].append(baseScores[i])
@@ -94,13 +99,15 @@ public struct MembershipAudit: Sendable {
                     }
                 }
                 let target = MembershipAttacks.logitScaledConfidence(population, model: setModel)
-                let baseTarget = MembershipAttacks.logitScaledConfidence(population, model: membersModel)
                 for online in [true, false] {
                     let name = online ? "lira_online" : "lira_offline"
                     let scores = MembershipAttacks.likelihoodRatio(target: target, inScores: inScores, outScores: outScores, online: online)
                     record(name, Array(scores[0..<members.count]), Array(scores[members.count...]))
-                    let base = MembershipAttacks.likelihoodRatio(target: baseTarget, inScores: baselineIn, outScores: baselineOut, online: online)
-                    record(name, Array(base[0..<members.count]), Array(base[members.count...]), baselineModel: true)
+                    if let membersModel {
+                        let baseTarget = MembershipAttacks.logitScaledConfidence(population, model: membersModel)
+                        let base = MembershipAttacks.likelihoodRatio(target: baseTarget, inScores: baselineIn, outScores: baselineOut, online: online)
+                        record(name, Array(base[0..<members.count]), Array(base[members.count...]), baselineModel: true)
+                    }
                 }
             }
         }

@@ -66,6 +66,7 @@ struct SimulateCommand: ParsableCommand {
             nodeIDs.joined(separator: ","), "--dataset", dataset, "--ipc", "\(ipc)", "--node-iterations", "\(iterations)",
             "--merge-iterations", "\(mergeIterations)", "--width", "\(width)", "--eval-models", "\(evalModels)",
             "--eval-epochs", "\(evalEpochs)", "--centralized-baseline", noCentralized ? "false" : "true", "--seed", "\(seed)",
+            "--quorum", "1",
         ] + dataArguments, log: root + "/coordinator.log")
         try coordinator.start()
         guard let port = coordinator.waitForLine(prefix: "listening on ").flatMap({ Int($0.split(separator: ":").last ?? "") }) else {
@@ -89,9 +90,19 @@ struct SimulateCommand: ParsableCommand {
             children.append(child)
         }
         let display = ProgressDisplay(label: "simulate", interval: 10)
+        var closeRequested = false
         while coordinator.isRunning {
+            // A node that ended without submitting (privacy gate, crash) would hold the round until its deadline:
+            // once every node process has ended, ask the coordinator to close the round with what it has.
+            if !closeRequested && children.allSatisfy({ !$0.isRunning }) {
+                closeRequested = true
+                coordinator.signal(SIGUSR1)
+            }
             let phases = state.withLock { $0 }
-            let done = phases.values.filter { $0 == "wait" || $0 == "done" }.count
+            for (node, child) in zip(nodeIDs, children) where !child.isRunning && child.exitCode != 0 && phases[node] != "failed" {
+                state.withLock { $0[node] = "failed" }
+            }
+            let done = phases.values.filter { $0 == "wait" || $0 == "done" || $0 == "failed" }.count
             display.update(done: done, total: nodes, elapsed: Date().timeIntervalSince(start),
                            fields: nodeIDs.map { ($0, phases[$0] ?? "start") })
             Thread.sleep(forTimeInterval: 0.5)
@@ -109,10 +120,16 @@ struct SimulateCommand: ParsableCommand {
             try? FileManager.default.removeItem(atPath: png)
             try FileManager.default.copyItem(atPath: root + "/coordinator/global-round-1.png", toPath: png)
         } catch { throw CommandFailure("cannot write \(out): \(error)") }
-        try printReport(result, provisioned: provisioned, total: Date().timeIntervalSince(start))
+        try printReport(result, root: root, provisioned: provisioned, total: Date().timeIntervalSince(start))
     }
 
-    private func printReport(_ result: [String: Any], provisioned: Double, total: Double) throws {
+    /// The node's own last error line, e.g. why its privacy gate refused to send.
+    static func lastErrorLine(_ log: String) -> String? {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").last { $0.hasPrefix("Error: ") }.map { String($0.dropFirst(7)) }
+    }
+
+    private func printReport(_ result: [String: Any], root: String, provisioned: Double, total: Double) throws {
         func accuracy(_ object: Any?) -> String {
             guard let report = object as? [String: Any], let mean = report["accuracy_mean"] as? Double,
                   let std = report["accuracy_std"] as? Double else { return "n/a" }
@@ -122,8 +139,10 @@ struct SimulateCommand: ParsableCommand {
         print("\nFederated round: \(dataset), \(nodes) nodes, \(partition), IPC \(ipc), \(iterations) node iterations")
         print("node".padding(10) + "submitted".padding(11) + "images".padding(8) + "bytes sent")
         for node in result["nodes"] as? [[String: Any]] ?? [] {
-            print(String(describing: node["id"] ?? "?").padding(10) + ((node["submitted"] as? Bool) == true ? "yes" : "no").padding(11)
-                  + String(describing: node["images"] ?? 0).padding(8) + String(describing: node["bytes_sent"] ?? 0))
+            let id = String(describing: node["id"] ?? "?")
+            let why = (node["submitted"] as? Bool) == true ? "" : "  (" + (Self.lastErrorLine(root + "/\(id).log") ?? "no submission") + ")"
+            print(id.padding(10) + ((node["submitted"] as? Bool) == true ? "yes" : "no").padding(11)
+                  + String(describing: node["images"] ?? 0).padding(8) + String(describing: node["bytes_sent"] ?? 0) + why)
         }
         print("set".padding(24) + "test accuracy")
         print("global (DM merge)".padding(24) + accuracy(result["global"]))
@@ -202,6 +221,7 @@ final class ChildProcess: @unchecked Sendable {  // state guarded by `lines`
     var isRunning: Bool { process.isRunning }
     var exitCode: Int32 { process.isRunning ? -1 : process.terminationStatus }
     func terminate() { if process.isRunning { process.terminate() } }
+    func signal(_ number: Int32) { if process.isRunning { kill(process.processIdentifier, number) } }
 
     func waitOrTerminate(seconds: Double) {
         let deadline = Date().addingTimeInterval(seconds)
