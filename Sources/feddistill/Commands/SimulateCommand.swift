@@ -92,15 +92,16 @@ struct SimulateCommand: ParsableCommand {
         let display = ProgressDisplay(label: "simulate", interval: 10)
         var closeRequested = false
         while coordinator.isRunning {
-            // A node that ended without submitting (privacy gate, crash) would hold the round until its deadline:
-            // once every node process has ended, ask the coordinator to close the round with what it has.
-            if !closeRequested && children.allSatisfy({ !$0.isRunning }) {
-                closeRequested = true
-                coordinator.signal(SIGUSR1)
+            for (node, child) in zip(nodeIDs, children) where !child.isRunning && child.exitCode != 0 {
+                state.withLock { $0[node] = "failed" }
             }
             let phases = state.withLock { $0 }
-            for (node, child) in zip(nodeIDs, children) where !child.isRunning && child.exitCode != 0 && phases[node] != "failed" {
-                state.withLock { $0[node] = "failed" }
+            let settled = nodeIDs.allSatisfy { ["wait", "done", "failed"].contains(phases[$0] ?? "") }
+            // A node that ended without submitting (privacy gate, crash) would hold the round until its deadline:
+            // once every node has either submitted or ended, ask the coordinator to close the round with what it has.
+            if !closeRequested && settled && phases.values.contains("failed") {
+                closeRequested = true
+                coordinator.signal(SIGUSR1)
             }
             let done = phases.values.filter { $0 == "wait" || $0 == "done" || $0 == "failed" }.count
             display.update(done: done, total: nodes, elapsed: Date().timeIntervalSince(start),
