@@ -73,6 +73,20 @@ public struct Tensor: Sendable, Equatable {
         return Tensor(shape: [indices.count] + shape.dropFirst(), storage: out)
     }
 
+    /// Writes the rows of `rows` (in order) into rows `indices` of the outermost dimension: the inverse of `gather`.
+    public mutating func setRows(_ indices: [Int], from rows: Tensor) {
+        let inner = shape.dropFirst().reduce(1, *)
+        precondition(rows.shape[0] == indices.count && rows.count == indices.count * inner, "rows \(rows.shape) do not fit \(shape)")
+        storage.withUnsafeMutableBufferPointer { dst in
+            rows.storage.withUnsafeBufferPointer { src in
+                for (row, index) in indices.enumerated() {
+                    precondition(index >= 0 && index < shape[0], "row \(index) out of range 0..<\(shape[0])")
+                    for j in 0..<inner { dst[index * inner + j] = src[row * inner + j] }
+                }
+            }
+        }
+    }
+
     /// Stacks tensors of equal trailing shape along the outermost dimension.
     public static func concatenate(_ parts: [Tensor]) -> Tensor {
         precondition(!parts.isEmpty, "concatenate needs at least one tensor")

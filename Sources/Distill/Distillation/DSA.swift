@@ -82,6 +82,16 @@ public struct DSA: Sendable {
         return (apply(repeated(real.shape[0]), to: real), apply(syntheticDraw, to: synthetic), syntheticDraw)
     }
 
+    /// The training-time use: one family for the batch, parameters drawn per image.
+    public func randomlyAugmented(_ images: Tensor, using rng: inout RandomSource) -> Tensor {
+        apply(draw(count: images.shape[0], shape: Array(images.shape.dropFirst()), shared: false, using: &rng), to: images)
+    }
+
+    /// ``randomlyAugmented(_:using:)`` as a trainer's batch augmentation.
+    public var batchAugmentation: BatchAugmentation {
+        { @Sendable images, rng in self.randomlyAugmented(images, using: &rng) }
+    }
+
     /// Applies a draw to `x` `(N, C, H, W)`.
     public func apply(_ draw: Draw, to x: Tensor) -> Tensor { transform(draw, x, transpose: false) }
 

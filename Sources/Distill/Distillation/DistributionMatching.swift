@@ -97,27 +97,22 @@ public struct DistributionMatching: Sendable {
         let realByClass = real.indicesByClass()
         let synByClass = initial.indicesByClass()
         let classes = (0..<real.classCount).filter { !realByClass[$0].isEmpty && !synByClass[$0].isEmpty }
-        var syn = initial.images
-        var velocity = Tensor(shape: syn.shape)
+        var syn = [initial.images]  // the one "parameter" the image optimiser updates
+        var optimizer = SGD(learningRate: options.learningRate, momentum: options.momentum)
         var lastLoss = 0.0
         var completed = 0
         for iteration in 1...max(options.iterations, 1) where options.iterations > 0 {
             var netRNG = rng.derived(UInt64(iteration))
             let net = ConvNet(network, using: &netRNG)
-            let (loss, gradient) = Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: syn,
+            let (loss, gradient) = Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: syn[0],
                                                                 synByClass: synByClass, classes: classes, batchReal: options.batchReal,
                                                                 augmentation: augmentation, sampleWeights: sampleWeights, rng: &rng)
-            // SGD with momentum on the images.
-            let (lr, mu) = (options.learningRate, options.momentum)
-            for i in 0..<syn.count {
-                velocity.storage[i] = mu * velocity.storage[i] + gradient.storage[i]
-                syn.storage[i] -= lr * velocity.storage[i]
-            }
+            optimizer.step(&syn, gradients: [gradient])
             lastLoss = loss
             completed = iteration
             if let progress, !progress(iteration, loss) { break }
         }
-        return (LabeledImages(images: syn, labels: initial.labels, classCount: initial.classCount), lastLoss, completed)
+        return (LabeledImages(images: syn[0], labels: initial.labels, classCount: initial.classCount), lastLoss, completed)
     }
 
     /// `Σ_c ‖mean φ(A_c(real_c)) − mean φ(A_c(syn_c))‖²` for one network φ and per-class DSA draws `A_c`, and its
@@ -126,7 +121,6 @@ public struct DistributionMatching: Sendable {
                                                synByClass: [[Int]], classes: [Int], batchReal: Int, augmentation: DSA?,
                                                sampleWeights: [Float]? = nil,
                                                rng: inout RandomSource) -> (loss: Double, gradient: Tensor) {
-        let imageSize = syn.count / max(syn.shape[0], 1)
         var realParts: [Tensor] = [], synParts: [Tensor] = [], draws: [DSA.Draw?] = []
         var realCounts: [Int] = [], synCounts: [Int] = []
         var realWeightParts: [[Float]] = []
@@ -178,9 +172,7 @@ public struct DistributionMatching: Sendable {
         for (k, c) in classes.enumerated() {
             var part = dAugmented.slice(synRow..<(synRow + synCounts[k]))
             if let draw = draws[k], let augmentation { part = augmentation.backward(draw, outputGradient: part) }
-            for (row, index) in synByClass[c].enumerated() {
-                for j in 0..<imageSize { gradient.storage[index * imageSize + j] = part.storage[row * imageSize + j] }
-            }
+            gradient.setRows(synByClass[c], from: part)
             synRow += synCounts[k]
         }
         return (loss, gradient)

@@ -132,9 +132,8 @@ public struct GradientMatching: Sendable {
         var rng = RandomSource(seed: options.seed).derived(2)
         let realByClass = real.indicesByClass(), synByClass = initial.indicesByClass()
         let classes = (0..<real.classCount).filter { !realByClass[$0].isEmpty && !synByClass[$0].isEmpty }
-        let shape = initial.imageShape, imageSize = shape.reduce(1, *)
         var syn = initial.images
-        var velocity = Tensor(shape: syn.shape)
+        var imageOptimizer = SGD(learningRate: options.imageLearningRate, momentum: 0.5)
         var lastLoss = 0.0, completed = 0
         for iteration in 1...max(options.iterations, 1) where options.iterations > 0 {
             var netRNG = rng.derived(UInt64(iteration))
@@ -156,14 +155,11 @@ public struct GradientMatching: Sendable {
                     var (value, classGradient) = Self.classMatch(net: net, real: realBatch, synthetic: synBatch, label: c)
                     if let draw, let augmentation { classGradient = augmentation.backward(draw, outputGradient: classGradient) }
                     loss += value
-                    for (row, index) in synByClass[c].enumerated() {
-                        for j in 0..<imageSize { gradient.storage[index * imageSize + j] = classGradient.storage[row * imageSize + j] }
-                    }
+                    gradient.setRows(synByClass[c], from: classGradient)
                 }
-                for i in 0..<syn.count {
-                    velocity.storage[i] = 0.5 * velocity.storage[i] + gradient.storage[i]
-                    syn.storage[i] -= options.imageLearningRate * velocity.storage[i]
-                }
+                var images = [syn]
+                imageOptimizer.step(&images, gradients: [gradient])
+                syn = images[0]
                 if outer == options.outerLoop - 1 { break }
                 // Train the network a little on the current synthetic set (the reference's inner loop).
                 let synSet = LabeledImages(images: syn, labels: initial.labels, classCount: initial.classCount)
@@ -172,10 +168,7 @@ public struct GradientMatching: Sendable {
                     let order = rng.permutation(synSet.count)
                     for first in stride(from: 0, to: synSet.count, by: 256) {
                         let batch = synSet.subset(Array(order[first..<min(first + 256, synSet.count)]))
-                        var images = batch.images
-                        if let augmentation {
-                            images = augmentation.apply(augmentation.draw(count: batch.count, shape: shape, shared: false, using: &rng), to: images)
-                        }
+                        let images = augmentation?.randomlyAugmented(batch.images, using: &rng) ?? batch.images
                         let (logits, trace) = net.forward(images, training: true, untilEmbedding: false)
                         let dLogits = Loss.crossEntropy(logits: logits, labels: batch.labels).gradient
                         let grads = net.backward(trace, outputGradient: dLogits, input: false, parameters: true).parameters

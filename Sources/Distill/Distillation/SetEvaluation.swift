@@ -39,14 +39,7 @@ public struct SetEvaluation: Sendable {
         let start = Date()
         var accuracies: [Double] = []
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: test.classCount), count: test.classCount)
-        let augmentation = self.augmentation
-        let shape = network.imageShape
-        var augment: BatchAugmentation?
-        if let dsa = augmentation {
-            augment = { @Sendable (images: Tensor, rng: inout RandomSource) -> Tensor in
-                dsa.apply(dsa.draw(count: images.shape[0], shape: shape, shared: false, using: &rng), to: images)
-            }
-        }
+        let augment = augmentation?.batchAugmentation
         for model in 0..<models {
             var rng = RandomSource(seed: seed).derived(UInt64(model))
             var net = ConvNet(network, using: &rng)

@@ -114,19 +114,12 @@ public struct MembershipAudit: Sendable {
         return Report(attacks: attacks, baseline: baseline, curves: curves)
     }
 
-    /// A ConvNet trained with the evaluation protocol's optimiser (no augmentation: attackers use the plain model).
+    /// A ConvNet trained with the evaluation protocol's optimiser and the audit's augmentation (none by default).
     func trainModel(on data: LabeledImages, seed: UInt64) -> ConvNet {
         var rng = RandomSource(seed: seed)
         var net = ConvNet(options.network, using: &rng)
-        let augmentation = options.augmentation
-        let shape = options.network.imageShape
-        var augment: BatchAugmentation?
-        if let dsa = augmentation {
-            augment = { @Sendable (images: Tensor, rng: inout RandomSource) -> Tensor in
-                dsa.apply(dsa.draw(count: images.shape[0], shape: shape, shared: false, using: &rng), to: images)
-            }
-        }
-        Trainer.train(&net, on: data, options: TrainingOptions(epochs: options.epochs, batchSize: 256, seed: seed), augmentation: augment)
+        Trainer.train(&net, on: data, options: TrainingOptions(epochs: options.epochs, batchSize: 256, seed: seed),
+                      augmentation: options.augmentation?.batchAugmentation)
         return net
     }
 }
