@@ -6,8 +6,8 @@
 #   scripts/install-deps.sh --runtime  runtime libraries only (slim container image)
 set -euo pipefail
 
-build_packages=(libopenblas-dev libsodium-dev pkg-config zlib1g-dev)
-runtime_packages=(libopenblas0 libsodium23 zlib1g ca-certificates)
+build_packages=(libopenblas-dev libsodium-dev libsqlite3-dev pkg-config zlib1g-dev)
+runtime_packages=(libopenblas0 libsodium23 libsqlite3-0 zlib1g ca-certificates)
 
 wanted=("${build_packages[@]}")
 if [[ "${1:-}" == "--runtime" ]]; then

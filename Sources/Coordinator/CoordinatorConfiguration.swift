@@ -33,6 +33,9 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     public var evaluationEpochs = 300
     /// Simulation only: also distill the pooled real training data centrally, as a baseline.
     public var centralizedBaseline = false
+    /// Prometheus metrics endpoint (`GET /metrics`); nil: off.
+    public var metricsPort: Int?
+    public var metricsHost = "127.0.0.1"
     /// Stop serving once the round's result is written.
     public var exitAfterRound = true
     public var seed: UInt64 = 0

@@ -4,6 +4,10 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+import CoreMetrics
 
 /// The gRPC face of the coordinator: checks who is calling (peer certificate) and hands the work to the round.
 public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol {
@@ -17,18 +21,39 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
         self.logger = logger
     }
 
-    public func join(request: Feddistill_V1_JoinRequest, context: ServerContext) async throws -> Feddistill_V1_JoinResponse {
-        let node = try PeerIdentity.requireNode(request.nodeID, context: context)
-        try ProtocolVersion.require(request.protocolVersion)
-        guard round.configuration.expectedNodes.contains(node) else {
-            logger.notice("unknown node refused", metadata: ["node.id": "\(node)"])
-            throw RPCError(code: .permissionDenied, message: "node \(node) is not registered in this federation")
+    /// Refuses revoked certificates and nodes outside the federation; returns the verified node id.
+    func admit(_ claimedNodeID: String?, context: ServerContext) throws -> String {
+        do {
+            try RevocationList.load(fromDirectory: round.configuration.credentialsDirectory).check(context)
+            let node = try claimedNodeID.map { try PeerIdentity.requireNode($0, context: context) }
+                ?? PeerIdentity.nodeID(of: context)
+            guard round.configuration.expectedNodes.contains(node) else {
+                throw RPCError(code: .permissionDenied, message: "node \(node) is not registered in this federation")
+            }
+            return node
+        } catch let error as RPCError {
+            round.metrics.refusedCalls.increment()
+            logger.notice("call refused", metadata: ["reason": "\(error.message)"])
+            throw error
+        } catch {
+            // An unreadable revocation list fails closed.
+            logger.error("cannot read the revocation list", metadata: ["error": "\(error)"])
+            throw RPCError(code: .unavailable, message: "the coordinator cannot check revocations right now")
         }
-        return await round.join(node: node)
+    }
+
+    public func join(request: Feddistill_V1_JoinRequest, context: ServerContext) async throws -> Feddistill_V1_JoinResponse {
+        let node = try admit(request.nodeID, context: context)
+        try ProtocolVersion.require(request.protocolVersion)
+        do { return try await round.join(node: node) } catch let error as RPCError { throw error } catch {
+            logger.error("cannot record a join", metadata: ["node.id": "\(node)", "error": "\(error)"])
+            throw RPCError(code: .unavailable, message: "the coordinator could not record the join; retry")
+        }
     }
 
     public func submit(request: RPCAsyncSequence<Feddistill_V1_SubmitChunk, any Error>,
                        context: ServerContext) async throws -> Feddistill_V1_Receipt {
+        _ = try admit(nil, context: context)
         let received = try await SubmissionReceiver.receive(request, context: context, maxEnvelopeBytes: maxEnvelopeBytes)
         guard received.metadata.roundID == round.configuration.roundID else {
             throw RPCError(code: .failedPrecondition, message: "round \(received.metadata.roundID) is not open "
@@ -39,68 +64,112 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
 
     public func watchRound(request: Feddistill_V1_WatchRoundRequest, response: RPCWriter<Feddistill_V1_RoundEvent>,
                            context: ServerContext) async throws {
-        _ = try PeerIdentity.requireNode(request.nodeID, context: context)
+        _ = try admit(request.nodeID, context: context)
         for await event in await round.watch() { try await response.write(event) }
     }
 
     public func status(request: Feddistill_V1_StatusRequest, context: ServerContext) async throws -> Feddistill_V1_StatusResponse {
-        await round.status()
+        do { return try await round.status() } catch {
+            logger.error("cannot read the coordinator database", metadata: ["error": "\(error)"])
+            throw RPCError(code: .unavailable, message: "the coordinator cannot read its state right now")
+        }
     }
 }
 
-/// Runs a coordinator: serves until the round ends (or forever when `exitAfterRound` is false).
+/// Runs a coordinator as a swift-service-lifecycle `ServiceGroup`: the gRPC server, the round (deadline ticks,
+/// merge, evaluation) and, optionally, the Prometheus metrics endpoint. SIGTERM and SIGINT shut it down gracefully
+/// (stored submissions stay; a restart resumes the round); SIGUSR1 closes the round at once.
 public enum CoordinatorServer {
-    /// Serves; `onListening` receives the bound port. Returns the round's result.
+    /// Serves until the round ends (or a shutdown signal); `onListening` receives the bound gRPC port and
+    /// `onMetricsListening` the metrics port. Returns the round's result.
     public static func run(configuration: CoordinatorConfiguration, logger: Logger,
-                           onListening: @Sendable (Int) -> Void) async throws -> RoundResult {
+                           metricsRegistry: PrometheusCollectorRegistry? = nil,
+                           shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+                           onMetricsListening: @escaping @Sendable (Int) -> Void = { _ in },
+                           onListening: @escaping @Sendable (Int) -> Void) async throws -> RoundResult {
         let round = try RoundCoordinator(configuration: configuration, logger: logger)
         let server = GRPCServer(
             transport: FederationTransport.server(host: configuration.host, port: configuration.port,
                                                   credentials: configuration.credentials),
             services: [CoordinatorService(round: round, logger: logger)])
-        return try await withThrowingTaskGroup(of: RoundResult?.self) { group in
-            group.addTask {
-                try await server.serve()
-                return nil
-            }
-            guard let port = try await server.listeningAddress?.ipv4?.port else {
-                throw RoundFailure(reason: "the server did not bind")
-            }
-            logger.info("coordinator listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
-            onListening(port)
-            try await round.resume()
-            // SIGUSR1 closes the round at once, as if the deadline had passed.
-            signal(SIGUSR1, SIG_IGN)
-            let closeSignal = DispatchSource.makeSignalSource(signal: SIGUSR1)
-            closeSignal.setEventHandler { Task { await round.closeNow() } }
-            closeSignal.resume()
-            defer { closeSignal.cancel() }
-            group.addTask {
-                // Deadline checks; ends when the round does.
-                while await round.result == nil {
-                    try await Task.sleep(for: .seconds(1))
-                    await round.tick()
-                }
-                return nil
-            }
-            let result: RoundResult
-            do {
-                result = try await withTaskCancellationHandler {
-                    try await round.waitForResult()
-                } onCancel: {
-                    Task { await round.cancel() }
-                }
-            } catch {
-                server.beginGracefulShutdown()
-                group.cancelAll()
-                throw error
-            }
-            if configuration.exitAfterRound {
-                try await Task.sleep(for: .seconds(2))  // let watchers receive the final event
-                server.beginGracefulShutdown()
-                group.cancelAll()
-            }
-            return result
+        let roundService = RoundService(round: round, server: server, exitAfterRound: configuration.exitAfterRound,
+                                        logger: logger, onListening: onListening)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: GRPCServerService(server: server)),
+            .init(service: roundService, successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if let metricsRegistry, let port = configuration.metricsPort {
+            services.append(.init(service: MetricsHTTPServer(host: configuration.metricsHost, port: port,
+                                                             registry: metricsRegistry, logger: logger,
+                                                             onListening: onMetricsListening)))
         }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: shutdownSignals, cancellationSignals: [], logger: logger))
+        try await withTaskCancellationHandler {
+            try await group.run()
+        } onCancel: {
+            Task { await round.cancel() }
+        }
+        // The group ended: either the round did, or a signal or cancellation stopped everything first.
+        return try await round.waitForResult()
+    }
+}
+
+/// The gRPC server as a lifecycle service.
+struct GRPCServerService: Service {
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.serve()
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+    }
+}
+
+/// The round as a lifecycle service: replays stored submissions, applies the deadline, waits for the result and then
+/// (with `exitAfterRound`) ends, which shuts the group down.
+struct RoundService: Service {
+    let round: RoundCoordinator
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let exitAfterRound: Bool
+    let logger: Logger
+    let onListening: @Sendable (Int) -> Void
+
+    func run() async throws {
+        guard let port = try await server.listeningAddress?.ipv4?.port else {
+            throw RoundFailure(reason: "the server did not bind")
+        }
+        logger.info("coordinator listening", metadata: ["port": "\(port)"])
+        onListening(port)
+        try await round.resume()
+        // SIGUSR1 closes the round at once, as if the deadline had passed.
+        signal(SIGUSR1, SIG_IGN)
+        let closeSignal = DispatchSource.makeSignalSource(signal: SIGUSR1)
+        closeSignal.setEventHandler { Task { await round.closeNow() } }
+        closeSignal.resume()
+        defer { closeSignal.cancel() }
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Deadline checks until the round ends.
+                    while !Task.isCancelled, await round.isRunning {
+                        try await Task.sleep(for: .seconds(1))
+                        await round.tick()
+                    }
+                }
+                defer { group.cancelAll() }
+                _ = try await round.waitForResult()
+            }
+        } onGracefulShutdown: {
+            Task { await round.cancel() }
+        }
+        guard exitAfterRound else {
+            try await gracefulShutdown()  // keep serving status until asked to stop
+            return
+        }
+        try await Task.sleep(for: .seconds(2))  // let watchers receive the final event
     }
 }

@@ -3,13 +3,15 @@ import FederationProtocol
 import Foundation
 import GRPCCore
 import Logging
+import CoreMetrics
 
 /// The coordinator's state for one round: registrations, durable submissions, round events and the result.
 /// Carries out what ``RoundStateMachine`` decides; the merge and evaluation run on their own thread.
 public actor RoundCoordinator {
     public let configuration: CoordinatorConfiguration
     let descriptor: DatasetDescriptor
-    let store: SubmissionStore
+    let database: CoordinatorDatabase
+    let metrics = CoordinatorMetrics()
     let verifier: EnvelopeVerifier
     let sealingKeys: SealingKeys
     let nodeKeys: [String: SigningPublicKey]
@@ -21,13 +23,29 @@ public actor RoundCoordinator {
     var finished: [CheckedContinuation<RoundResult, any Error>] = []
     public private(set) var result: RoundResult?
     var failure: String?
+    /// The round's state as stored when this process started (`open` or `closed`).
+    let storedState: String
 
-    /// Loads keys and any submissions already stored for the round (a restart resumes where it stopped).
+    /// Opens the state database and loads keys. A restart keeps the round's original deadline; call ``resume()``
+    /// to replay the submissions already stored.
+    /// - Throws: `RoundFailure` if the round already finished or failed (start a new round id).
     public init(configuration: CoordinatorConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         descriptor = try DatasetCatalog.descriptor(named: configuration.dataset)
-        store = try SubmissionStore(directory: configuration.stateDirectory + "/submissions")
+        database = try CoordinatorDatabase(stateDirectory: configuration.stateDirectory)
+        let now = Date()
+        let round = try database.openRound(id: configuration.roundID, now: Int64(now.timeIntervalSince1970),
+                                           deadline: Int64(now.addingTimeInterval(configuration.deadlineSeconds).timeIntervalSince1970))
+        switch round.state {
+        case "finished":
+            throw RoundFailure(reason: "round \(round.id) already finished (see \(configuration.stateDirectory)/result-round-\(round.id).json); "
+                               + "start the next round with a new round id")
+        case "failed":
+            throw RoundFailure(reason: "round \(round.id) failed earlier (\(round.failure ?? "no reason stored")); start a new round id")
+        default: break
+        }
+        storedState = round.state
         sealingKeys = try KeyFiles.readSealingKeys(configuration.sealingKeyPath)
         var keys: [String: SigningPublicKey] = [:]
         for node in configuration.expectedNodes {
@@ -37,19 +55,26 @@ public actor RoundCoordinator {
         verifier = EnvelopeVerifier(federationID: configuration.federationID, recipientKeys: sealingKeys,
                                     nodeSigningKeys: keys, replayStore: InMemoryReplayStore())
         machine = RoundStateMachine(expectedNodes: Set(configuration.expectedNodes), quorum: configuration.quorum,
-                                    deadline: Date().addingTimeInterval(configuration.deadlineSeconds))
+                                    deadline: Date(timeIntervalSince1970: TimeInterval(round.deadlineUnixSeconds)))
+        metrics.roundState.record(0)
     }
 
     /// Replays stored submissions into the state machine; call once after init.
     public func resume() throws {
-        for record in try store.records(round: configuration.roundID) {
+        for record in try database.records(round: configuration.roundID) {
             logger.info("resuming stored submission", metadata: ["node.id": "\(record.nodeID)", "round.id": "\(record.roundID)"])
             act(machine.submissionStored(from: record.nodeID, now: Date()))
+        }
+        // A round that had closed before a crash (it was merging) closes again at once with what it holds.
+        if storedState == "closed", result == nil, failure == nil {
+            act(machine.closeNow())
         }
     }
 
     /// The round configuration handed to joining nodes.
-    func join(node: String) -> Feddistill_V1_JoinResponse {
+    func join(node: String) throws -> Feddistill_V1_JoinResponse {
+        try database.nodeSeen(node, atUnixSeconds: Int64(Date().timeIntervalSince1970))
+        metrics.joins.increment()
         if joined.insert(node).inserted {
             logger.info("node joined", metadata: ["node.id": "\(node)"])
             publish { $0.nodeJoined.nodeID = node }
@@ -73,8 +98,9 @@ public actor RoundCoordinator {
     func submit(_ submission: ReceivedSubmission) async throws -> Feddistill_V1_Receipt {
         let node = submission.nodeID
         let digest = submission.digest.map { String(format: "%02x", $0) }.joined()
-        if let existing = try store.record(round: configuration.roundID, node: node), existing.digestHex == digest {
+        if let existing = try database.record(round: configuration.roundID, node: node), existing.digestHex == digest {
             logger.info("resubmission of a stored envelope", metadata: ["node.id": "\(node)"])
+            metrics.duplicateSubmissions.increment()
             return submission.receipt(storedAtUnixSeconds: existing.storedAtUnixSeconds)
         }
         guard machine.accepts(node) else {
@@ -94,14 +120,20 @@ public actor RoundCoordinator {
             reject(node, reason: "\(error)")
             throw RPCError(code: .invalidArgument, message: "invalid synthetic set: \(error)")
         }
-        let record = SubmissionStore.Record(nodeID: node, roundID: configuration.roundID, digestHex: digest,
+        let record = CoordinatorDatabase.Record(nodeID: node, roundID: configuration.roundID, digestHex: digest,
                                             bytes: submission.envelope.count, storedAtUnixSeconds: Int64(Date().timeIntervalSince1970),
                                             privacyAuditJSON: submission.metadata.privacyAuditJson)
-        let stored: SubmissionStore.Record
-        do { stored = try store.store(envelope: submission.envelope, record: record) } catch let error as StoreError {
-            reject(node, reason: error.description)
-            throw RPCError(code: .alreadyExists, message: error.description)
+        let stored: CoordinatorDatabase.Record
+        do { stored = try database.store(envelope: submission.envelope, record: record) } catch let error as StoreError {
+            if case .conflictingSubmission = error {
+                reject(node, reason: error.description)
+                throw RPCError(code: .alreadyExists, message: error.description)
+            }
+            logger.error("cannot store a submission", metadata: ["node.id": "\(node)", "error": "\(error)"])
+            throw RPCError(code: .unavailable, message: "the coordinator could not store the submission; retry")
         }
+        metrics.storedSubmissions.increment()
+        metrics.envelopeBytes.increment(by: stored.bytes)
         logger.info("submission stored", metadata: ["node.id": "\(node)", "envelope.bytes": "\(stored.bytes)"])
         publish {
             $0.nodeSubmitted.nodeID = node
@@ -123,14 +155,17 @@ public actor RoundCoordinator {
         return stream
     }
 
-    func status() -> Feddistill_V1_StatusResponse {
+    func status() throws -> Feddistill_V1_StatusResponse {
         var response = Feddistill_V1_StatusResponse()
-        response.rounds = 1
-        response.nodes = UInt64(joined.count)
-        response.submissions = UInt64(machine.submitted.count)
+        response.rounds = UInt64(try database.roundCount())
+        response.nodes = UInt64(try database.nodes().count)
+        response.submissions = UInt64(try database.records(round: configuration.roundID).count)
         response.currentRoundID = configuration.roundID
         return response
     }
+
+    /// Whether the round has neither a result nor a failure yet.
+    var isRunning: Bool { result == nil && failure == nil }
 
     /// Called periodically: applies the deadline.
     public func tick() { act(machine.tick(now: Date())) }
@@ -155,6 +190,7 @@ public actor RoundCoordinator {
     }
 
     private func reject(_ node: String, reason: String) {
+        metrics.rejectedSubmissions.increment()
         logger.info("submission rejected", metadata: ["node.id": "\(node)", "reason": "\(reason)"])
         publish {
             $0.nodeRejected.nodeID = node
@@ -177,22 +213,29 @@ public actor RoundCoordinator {
         case let .close(submitted):
             logger.info("round closed", metadata: ["round.id": "\(configuration.roundID)", "submissions": "\(submitted.count)"])
             publish { $0.roundClosed.submissionCount = UInt32(submitted.count) }
+            metrics.roundState.record(1)
+            persistState("closed")
             let failures = Dictionary(uniqueKeysWithValues: Set(configuration.expectedNodes).subtracting(submitted).map {
                 ($0, "no submission before the round closed")
             })
             Task { await self.finalize(submitted: submitted, failures: failures) }
         case let .fail(reason):
             logger.error("round failed", metadata: ["reason": "\(reason)"])
+            persistState("failed", failure: reason)
             end(.failure(RoundFailure(reason: reason)))
         }
     }
 
     private func finalize(submitted: [String], failures: [String: String]) async {
-        let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: store, sealingKeys: sealingKeys,
+        let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: database, sealingKeys: sealingKeys,
                                   nodeKeys: nodeKeys, logger: logger)
         do {
             let result = try await runOffThePool { try work.run(submitted: submitted, failures: failures) }
             self.result = result
+            metrics.roundState.record(2)
+            metrics.globalAccuracy.record(result.global.mean)
+            for (phase, seconds) in result.phaseSeconds { metrics.phase(phase, seconds: seconds) }
+            persistState("finished", resultJSON: String(decoding: result.json(), as: UTF8.self))
             publish {
                 $0.finalResult.accuracyMean = result.global.mean
                 $0.finalResult.accuracyStd = result.global.standardDeviation
@@ -201,7 +244,17 @@ public actor RoundCoordinator {
             end(.success(result))
         } catch {
             logger.error("round finalisation failed", metadata: ["error": "\(error)"])
+            metrics.roundState.record(3)
+            persistState("failed", failure: "\(error)")
             end(.failure(error))
+        }
+    }
+
+    private func persistState(_ state: String, resultJSON: String? = nil, failure: String? = nil) {
+        do {
+            try database.setRoundState(id: configuration.roundID, state: state, resultJSON: resultJSON, failure: failure)
+        } catch {
+            logger.error("cannot record the round state", metadata: ["state": "\(state)", "error": "\(error)"])
         }
     }
 

@@ -45,7 +45,7 @@ public struct RoundResult: Sendable {
 struct RoundFinalizer: Sendable {
     let configuration: CoordinatorConfiguration
     let descriptor: DatasetDescriptor
-    let store: SubmissionStore
+    let store: CoordinatorDatabase
     let sealingKeys: SealingKeys
     let nodeKeys: [String: SigningPublicKey]
     let logger: Logger

@@ -129,12 +129,15 @@ public struct NodeRunner: Sendable {
             var watch = Feddistill_V1_WatchRoundRequest()
             watch.nodeID = config.nodeID
             watch.roundID = round.roundID
-            let final = try await federation.watchRound(watch) { response -> Feddistill_V1_FinalResult? in
-                var final: Feddistill_V1_FinalResult?
-                for try await event in response.messages {
-                    if case let .finalResult(result)? = event.event { final = result }
+            // A coordinator that restarts mid-round resumes from its database; the watch reconnects and replays.
+            let final = try await retrying("watch") {
+                try await federation.watchRound(watch) { response -> Feddistill_V1_FinalResult? in
+                    var final: Feddistill_V1_FinalResult?
+                    for try await event in response.messages {
+                        if case let .finalResult(result)? = event.event { final = result }
+                    }
+                    return final
                 }
-                return final
             }
             report.globalAccuracyMean = final?.accuracyMean
             report.globalAccuracyStandardDeviation = final?.accuracyStd
@@ -194,7 +197,11 @@ public struct NodeRunner: Sendable {
                                                                    nonMembers: nonMembers)
                 var failures: [String] = []
                 for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
-                    if !metrics.consistentWithChance { failures.append("\(name) beats chance (AUC \(metrics.auc))") }
+                    if !metrics.consistentWithChance(alpha: report.alpha) {
+                        failures.append(String(format: "%@ beats chance (AUC %.3f, p = %.4f; TPR@1%%FPR %.3f, p = %.4f; alpha %.4f)",
+                                               name, metrics.auc, metrics.aucPValue, metrics.tprAt1PercentFPR,
+                                               metrics.tprAt1PercentFPRPValue, report.alpha))
+                    }
                     if metrics.tprAt1PercentFPR > config.maxTPRAt1PercentFPR {
                         failures.append("\(name) TPR@1%FPR \(metrics.tprAt1PercentFPR) > \(config.maxTPRAt1PercentFPR)")
                     }

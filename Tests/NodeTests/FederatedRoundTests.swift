@@ -3,6 +3,7 @@ import Distill
 import FederationProtocol
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import Logging
 import Node
 import Testing
@@ -65,7 +66,7 @@ struct FederatedRoundTests {
         let configuration = coordinatorConfiguration(nodes: nodes)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                let result = try await CoordinatorServer.run(configuration: configuration, logger: logger) { portContinuation.yield($0) }
+                let result = try await CoordinatorServer.run(configuration: configuration, logger: logger, shutdownSignals: []) { portContinuation.yield($0) }
                 #expect(result.nodes.filter(\.submitted).map(\.id).sorted() == nodes)
                 #expect(result.global.accuracies.count == 1)
                 #expect(result.baselines["union"] != nil)
@@ -93,7 +94,8 @@ struct FederatedRoundTests {
             try await group.waitForAll()
         }
         // Stored envelopes stay sealed at rest: no safetensors header or tensor names in the clear.
-        let stored = try SubmissionStore(directory: root + "/coordinator/submissions")
+        let stored = try CoordinatorDatabase(stateDirectory: root + "/coordinator")
+        #expect(try stored.round(id: 1)?.state == "finished")
         for node in nodes {
             let bytes = try stored.envelope(round: 1, node: node)
             #expect(bytes.starts(with: SealedEnvelope.magic))
@@ -112,7 +114,7 @@ struct FederatedRoundTests {
         let configuration = coordinatorConfiguration(nodes: ["node-a"])
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                _ = try await CoordinatorServer.run(configuration: configuration, logger: logger) { portContinuation.yield($0) }
+                _ = try await CoordinatorServer.run(configuration: configuration, logger: logger, shutdownSignals: []) { portContinuation.yield($0) }
             }
             var iterator = ports.makeAsyncIterator()
             let port = try #require(await iterator.next())
@@ -124,8 +126,99 @@ struct FederatedRoundTests {
             } catch let error as NodeError {
                 #expect(error.description.contains("privacy gate"))
             }
-            let stored = try SubmissionStore(directory: root + "/coordinator/submissions")
+            let stored = try CoordinatorDatabase(stateDirectory: root + "/coordinator")
             #expect(try stored.records(round: 1).isEmpty, "nothing reached the coordinator")
+            group.cancelAll()
+        }
+    }
+
+    /// A node that lost its receipt sends the same bytes again and is stored once; a different envelope from the same
+    /// node is refused; a revoked node is refused at join and submit; the round is unaffected throughout.
+    @Test(.timeLimit(.minutes(2))) func resubmissionIsIdempotentAndARevokedNodeIsRefused() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let nodes = ["node-a", "node-b"]
+        try provision(nodes: nodes)
+        let fingerprint = try RevocationList.revoke(name: "node-b", inDirectory: certs)
+        #expect(try RevocationList.load(fromDirectory: certs).fingerprints == [fingerprint])
+        let logger = Logger(label: "test")
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let configuration = {
+            var configuration = coordinatorConfiguration(nodes: nodes)
+            configuration.quorum = 1
+            return configuration
+        }()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                _ = try await CoordinatorServer.run(configuration: configuration, logger: logger, shutdownSignals: []) {
+                    portContinuation.yield($0)
+                }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            func connect<T: Sendable>(_ node: String,
+                                      _ body: @Sendable (Feddistill_V1_Federation.Client<HTTP2ClientTransport.Posix>) async throws -> T)
+                async throws -> T {
+                let transport = try FederationTransport.client(host: "127.0.0.1", port: port,
+                                                               credentials: TLSCredentials.inDirectory(certs, name: node))
+                return try await withGRPCClient(transport: transport) { try await body(Feddistill_V1_Federation.Client(wrapping: $0)) }
+            }
+            @Sendable func join(_ node: String) -> Feddistill_V1_JoinRequest {
+                var request = Feddistill_V1_JoinRequest()
+                request.nodeID = node
+                request.protocolVersion = ProtocolVersion.current
+                return request
+            }
+            // A tiny valid digits set, sealed twice with different nonces.
+            var rng = RandomSource(seed: 3)
+            let descriptor = try DatasetCatalog.descriptor(named: "digits")
+            let data = LabeledImages(images: Tensor.normal([10, 1, 8, 8], using: &rng), labels: Array(0..<10), classCount: 10)
+            let set = SyntheticSet(data: data, metadata: .init(
+                dataset: "digits", imageShape: descriptor.imageShape, classCount: 10, normalization: descriptor.normalization,
+                method: "dm", imagesPerClass: 1, iterations: 0, initialization: "noise", seed: 3,
+                sourceClassCounts: Array(repeating: 5, count: 10)))
+            let signer = try KeyFiles.readSigningKeys(KeyFiles.paths(in: certs, name: "node-a").signingKey)
+            let joined = try await connect("node-a") { try await $0.join(join("node-a")) }
+            let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
+            func seal() throws -> [UInt8] {
+                try SealedEnvelope.seal(payload: set.encoded(), recipient: recipient, signer: signer,
+                                        header: EnvelopeHeader(federationID: joined.round.federationID, roundID: 1, nodeID: "node-a"))
+                    .serialized()
+            }
+            let envelope = try seal()
+            let metadata = {
+                var metadata = SubmitMetadata()
+                metadata.roundID = 1
+                metadata.nodeID = "node-a"
+                return metadata
+            }()
+            let first = try await connect("node-a") { try await $0.submitEnvelope(envelope, metadata: metadata) }
+            let again = try await connect("node-a") { try await $0.submitEnvelope(envelope, metadata: metadata) }
+            #expect(again.envelopeDigest == first.envelopeDigest && again.storedAtUnixSeconds == first.storedAtUnixSeconds)
+            let other = try seal()
+            await #expect(throws: RPCError.self) {
+                _ = try await connect("node-a") { try await $0.submitEnvelope(other, metadata: metadata) }
+            }
+            // The revoked node: valid certificate from the federation CA, registered, but refused.
+            do {
+                _ = try await connect("node-b") { try await $0.join(join("node-b")) }
+                Issue.record("a revoked node joined")
+            } catch let error as RPCError {
+                #expect(error.code == .permissionDenied && error.message.contains("revoked"))
+            }
+            let revokedMetadata = {
+                var revoked = metadata
+                revoked.nodeID = "node-b"
+                return revoked
+            }()
+            await #expect(throws: RPCError.self) {
+                _ = try await connect("node-b") { try await $0.submitEnvelope(envelope, metadata: revokedMetadata) }
+            }
+            let status = try await connect("node-a") { try await $0.status(Feddistill_V1_StatusRequest()) }
+            #expect(status.submissions == 1 && status.nodes == 1, "one stored submission, one joined node")
+            let database = try CoordinatorDatabase(stateDirectory: root + "/coordinator")
+            #expect(try database.records(round: 1).map(\.nodeID) == ["node-a"])
+            #expect(try database.envelope(round: 1, node: "node-a") == envelope)
+            #expect(try database.round(id: 1)?.state == "open", "the round goes on")
             group.cancelAll()
         }
     }

@@ -21,8 +21,9 @@ public struct ReplayKey: Sendable, Hashable {
     }
 }
 
-/// Remembers accepted envelopes so that a replayed one is refused. The coordinator backs this with its
-/// database; `InMemoryReplayStore` serves tests and single-process runs.
+/// Remembers verified envelopes so that a replayed one is refused. The coordinator keeps one in memory per process;
+/// across restarts its database allows one stored envelope per node and round, so an old envelope replayed after a
+/// restart is either the stored one (idempotent) or refused as a conflicting submission.
 public protocol ReplayStore: Sendable {
     /// Records `key` if it was not recorded before.
     /// - Parameter key: The envelope's identity.

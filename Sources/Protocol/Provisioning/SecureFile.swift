@@ -97,7 +97,14 @@ enum SecureFile {
     }
 
     /// Creates a directory (mode 0700) if missing.
+    /// Creates `path` and any missing parents with mode 0700 (like `mkdir -p`); existing directories are kept.
     static func makeDirectory(_ path: String) throws(ProvisioningError) {
+        if mkdir(path, 0o700) == 0 || errno == EEXIST { return }
+        guard errno == ENOENT else { throw .writeFailed(path: path, errno: errno) }
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        let parent = trimmed.lastIndex(of: "/").map { String(trimmed[..<$0]) } ?? ""
+        guard !parent.isEmpty, parent != path else { throw .writeFailed(path: path, errno: ENOENT) }
+        try makeDirectory(parent)
         if mkdir(path, 0o700) != 0, errno != EEXIST { throw .writeFailed(path: path, errno: errno) }
     }
 }

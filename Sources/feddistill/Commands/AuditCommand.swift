@@ -87,18 +87,20 @@ struct AuditCommand: ParsableCommand {
                 network: network, augmentation: DSA(dataset: metadata.dataset))
             return dm.distill(population, from: initial).images
         }
-        print("attack".padding(16) + "AUC [95% CI]".padding(24) + "TPR@1%FPR [CI]".padding(24) + "TPR@0.1%FPR".padding(13) + "chance?")
+        print("attack".padding(16) + "AUC [95% CI]".padding(24) + "TPR@1%FPR [CI]".padding(24) + "TPR@0.1%FPR".padding(13) + "p(AUC)".padding(9) + "p(TPR)".padding(9) + "chance?")
         func line(_ name: String, _ m: MembershipMetrics) -> String {
             name.padding(16) + String(format: "%.3f [%.3f, %.3f]", m.auc, m.aucInterval[0], m.aucInterval[1]).padding(24)
                 + String(format: "%.3f [%.3f, %.3f]", m.tprAt1PercentFPR, m.tprAt1PercentFPRInterval[0], m.tprAt1PercentFPRInterval[1]).padding(24)
-                + String(format: "%.3f", m.tprAt01PercentFPR).padding(13) + (m.consistentWithChance ? "yes" : "NO")
+                + String(format: "%.3f", m.tprAt01PercentFPR).padding(13) + String(format: "%.4f", m.aucPValue).padding(9)
+                + String(format: "%.4f", m.tprAt1PercentFPRPValue).padding(9) + (m.consistentWithChance(alpha: report.alpha) ? "yes" : "NO")
         }
         for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) { print(line(name, metrics)) }
         if !report.baseline.isEmpty {
             print("baseline: the same attacks on a model trained directly on the members")
             for (name, metrics) in report.baseline.sorted(by: { $0.key < $1.key }) { print(line(name, metrics)) }
         }
-        print("verdict: \(report.passed ? "pass" : "fail")")
+        print(String(format: "verdict: %@ (each attack tested at alpha %.4f: 5%% family-wise, Bonferroni)",
+                     report.passed ? "pass" : "fail", report.alpha))
         if let json { try writeJSON(report.json(), to: json) }
         if let roc {
             do { try report.rocSVG().write(toFile: roc, atomically: true, encoding: .utf8) } catch { throw CommandFailure("cannot write \(roc): \(error)") }

@@ -8,7 +8,7 @@ struct CertsCommand: ParsableCommand {
             Files: DIR/ca.pem and DIR/ca.key for the CA, DIR/NAME.pem and DIR/NAME.key for each issued \
             certificate. Private keys are created with mode 0600; existing files are never replaced without --force.
             """,
-        subcommands: [Init.self, Issue.self])
+        subcommands: [Init.self, Issue.self, Revoke.self])
 
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a federation CA (P-256, self-signed).")
@@ -61,6 +61,24 @@ struct CertsCommand: ParsableCommand {
                     validityDays: days, overwrite: force)
                 print("issued \(role.rawValue) certificate \(issued.credentials.certificatePath) "
                       + "with key \(issued.credentials.privateKeyPath) (0600)")
+            } catch { throw CommandFailure(error) }
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a node certificate: the coordinator refuses it from its next call on.",
+            discussion: """
+                Appends the SHA-256 fingerprint of DIR/NAME.pem to DIR/revoked.txt. The coordinator reads that file \
+                (in its credentials directory) on every call; copy it there if the CA directory is elsewhere.
+                """)
+        @Option(name: .customLong("dir"), help: "Directory holding NAME.pem (and revoked.txt).") var directory: String
+        @Option(help: "The certificate's name (node id).") var name: String
+
+        func run() throws {
+            do {
+                let fingerprint = try RevocationList.revoke(name: name, inDirectory: directory)
+                print("revoked \(name) (sha256 \(fingerprint)) in \(directory)/\(RevocationList.fileName)")
             } catch { throw CommandFailure(error) }
         }
     }

@@ -6,7 +6,9 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Metrics
 import Node
+import Prometheus
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +16,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         discussion: """
             Settings come from flags, then FEDDISTILL_COORDINATOR_* environment variables (e.g. \
             FEDDISTILL_COORDINATOR_NODES=a,b,c), then --config FILE (JSON with the same snake_case keys), then defaults. \
-            Prints `listening on HOST:PORT` once it serves.
+            Prints `listening on HOST:PORT` once it serves (and `metrics on HOST:PORT` with --metrics-port). State \
+            (registrations, sealed submissions, round state, results) lives in STATE_DIR/coordinator.sqlite; a \
+            restarted coordinator resumes the round. SIGTERM/SIGINT stop it gracefully; SIGUSR1 closes the round now.
             """)
 
     @Option(help: "JSON config file.") var config: String?
@@ -39,6 +43,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("centralized-baseline"), help: "Simulation only: also run DM on the pooled data (true/false).")
     var centralizedBaseline: String?
     @Option(help: "Random seed.") var seed: String?
+    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (0: any free port).")
+    var metricsPort: String?
+    @Option(name: .customLong("metrics-host"), help: "Metrics listen address (default 127.0.0.1).") var metricsHost: String?
     @OptionGroup var compute: ComputeOptions
 
     func run() async throws {
@@ -48,12 +55,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
             "round_id": roundID, "dataset": dataset, "data_dir": dataDir, "nodes": nodes, "quorum": quorum,
             "deadline_seconds": deadlineSeconds, "ipc": ipc, "node_iterations": nodeIterations, "global_ipc": globalIPC,
             "merge_iterations": mergeIterations, "width": width, "eval_models": evalModels, "eval_epochs": evalEpochs,
-            "centralized_baseline": centralizedBaseline, "seed": seed,
+            "centralized_baseline": centralizedBaseline, "seed": seed, "metrics_port": metricsPort, "metrics_host": metricsHost,
         ])
         let configuration = try CoordinatorConfiguration(settings: settings)
         let logger = Logger(label: "feddistill.coordinator")
+        var registry: PrometheusCollectorRegistry?
+        if configuration.metricsPort != nil {
+            let prometheus = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+            registry = prometheus
+        }
         do {
-            let result = try await CoordinatorServer.run(configuration: configuration, logger: logger) { port in
+            let result = try await CoordinatorServer.run(configuration: configuration, logger: logger, metricsRegistry: registry,
+                                                         onMetricsListening: { port in
+                print("metrics on \(configuration.metricsHost):\(port)")
+                Self.flush()
+            }) { port in
                 print("listening on \(configuration.host):\(port)")
                 Self.flush()
             }

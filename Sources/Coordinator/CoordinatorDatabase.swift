@@ -1,0 +1,261 @@
+import FederationProtocol
+import Foundation
+import GRDB
+
+/// The coordinator's durable state in one SQLite database (GRDB, WAL journal, `synchronous = FULL`):
+/// node registrations, rounds, received envelopes (still sealed) and results.
+///
+/// A receipt is sent only after ``store(envelope:record:)`` returns, i.e. after the transaction that holds the
+/// envelope has been committed and the WAL fsynced. A restarted coordinator opens the same file and resumes the round
+/// with every receipted submission (``records(round:)``). Back it up while running with
+/// `sqlite3 coordinator.sqlite ".backup copy.sqlite"` (see docs/operations.md).
+///
+/// Replays: a node has at most one stored envelope per round. Resubmitting the stored envelope (a lost receipt) gets
+/// the original receipt; any other envelope from that node in that round is refused, before and after a restart.
+public final class CoordinatorDatabase: Sendable {
+    /// What is kept besides the envelope.
+    public struct Record: Sendable, Codable, Equatable {
+        public var nodeID: String
+        public var roundID: UInt64
+        public var digestHex: String
+        public var bytes: Int
+        public var storedAtUnixSeconds: Int64
+        public var privacyAuditJSON: String
+
+        public init(nodeID: String, roundID: UInt64, digestHex: String, bytes: Int, storedAtUnixSeconds: Int64,
+                    privacyAuditJSON: String) {
+            self.nodeID = nodeID
+            self.roundID = roundID
+            self.digestHex = digestHex
+            self.bytes = bytes
+            self.storedAtUnixSeconds = storedAtUnixSeconds
+            self.privacyAuditJSON = privacyAuditJSON
+        }
+    }
+
+    /// A round as stored.
+    public struct Round: Sendable, Equatable {
+        public var id: UInt64
+        public var state: String
+        public var openedAtUnixSeconds: Int64
+        public var deadlineUnixSeconds: Int64
+        public var resultJSON: String?
+        public var failure: String?
+    }
+
+    /// The database file name inside the coordinator's state directory.
+    public static let fileName = "coordinator.sqlite"
+
+    public let path: String
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    public init(path: String) throws {
+        self.path = path
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        }
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            // WAL (DatabasePool's default) with a full fsync at every commit: a committed submission survives a crash.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        configuration.busyMode = .timeout(10)
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StoreError.database(path: path, reason: "\(error)")
+        }
+        chmod(path, 0o600)
+    }
+
+    /// Opens the database of a state directory.
+    public convenience init(stateDirectory: String) throws {
+        try self.init(path: stateDirectory + "/" + Self.fileName)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "node") { table in
+                table.primaryKey("id", .text)
+                table.column("first_joined_at", .integer).notNull()
+                table.column("last_seen_at", .integer).notNull()
+            }
+            try db.create(table: "round") { table in
+                table.primaryKey("id", .integer)
+                table.column("state", .text).notNull()
+                table.column("opened_at", .integer).notNull()
+                table.column("deadline_at", .integer).notNull()
+                table.column("result_json", .text)
+                table.column("failure", .text)
+            }
+            try db.create(table: "submission") { table in
+                table.column("round_id", .integer).notNull()
+                table.column("node_id", .text).notNull()
+                table.column("digest_hex", .text).notNull()
+                table.column("bytes", .integer).notNull()
+                table.column("stored_at", .integer).notNull()
+                table.column("privacy_audit_json", .text).notNull()
+                table.column("envelope", .blob).notNull()
+                table.primaryKey(["round_id", "node_id"])
+            }
+        }
+        return migrator
+    }
+
+    private func guarded<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as StoreError { throw error } catch {
+            throw StoreError.database(path: path, reason: "\(error)")
+        }
+    }
+
+    // MARK: Submissions
+
+    /// Durably stores a submission; returns the stored record (the existing one when the same envelope is resubmitted).
+    /// - Throws: `StoreError.conflictingSubmission` when the node already stored a different envelope this round.
+    public func store(envelope: [UInt8], record: Record) throws -> Record {
+        try guarded {
+            try pool.write { db in
+                if let existing = try Self.record(db, round: record.roundID, node: record.nodeID) {
+                    guard existing.digestHex == record.digestHex else {
+                        throw StoreError.conflictingSubmission(node: record.nodeID, round: record.roundID)
+                    }
+                    return existing
+                }
+                try db.execute(sql: """
+                    INSERT INTO submission (round_id, node_id, digest_hex, bytes, stored_at, privacy_audit_json, envelope)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [Int64(record.roundID), record.nodeID, record.digestHex, record.bytes,
+                                     record.storedAtUnixSeconds, record.privacyAuditJSON, Data(envelope)])
+                return record
+            }
+        }
+    }
+
+    private static func record(_ db: Database, round: UInt64, node: String) throws -> Record? {
+        try Row.fetchOne(db, sql: """
+            SELECT node_id, round_id, digest_hex, bytes, stored_at, privacy_audit_json FROM submission
+            WHERE round_id = ? AND node_id = ?
+            """, arguments: [Int64(round), node]).map(Self.record(from:))
+    }
+
+    private static func record(from row: Row) -> Record {
+        Record(nodeID: row["node_id"], roundID: UInt64(row["round_id"] as Int64), digestHex: row["digest_hex"],
+               bytes: row["bytes"], storedAtUnixSeconds: row["stored_at"], privacyAuditJSON: row["privacy_audit_json"])
+    }
+
+    /// The stored record of a node in a round.
+    public func record(round: UInt64, node: String) throws -> Record? {
+        try guarded { try pool.read { db in try Self.record(db, round: round, node: node) } }
+    }
+
+    /// All submissions of a round, by node id.
+    public func records(round: UInt64) throws -> [Record] {
+        try guarded {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT node_id, round_id, digest_hex, bytes, stored_at, privacy_audit_json FROM submission
+                    WHERE round_id = ? ORDER BY node_id
+                    """, arguments: [Int64(round)]).map(Self.record(from:))
+            }
+        }
+    }
+
+    /// The sealed bytes of a stored submission.
+    public func envelope(round: UInt64, node: String) throws -> [UInt8] {
+        try guarded {
+            guard let data = try pool.read({ db in
+                try Data.fetchOne(db, sql: "SELECT envelope FROM submission WHERE round_id = ? AND node_id = ?",
+                                  arguments: [Int64(round), node])
+            }) else { throw StoreError.missing(what: "envelope of node \(node) in round \(round)") }
+            return [UInt8](data)
+        }
+    }
+
+    /// Number of stored submissions over all rounds.
+    public func submissionCount() throws -> Int {
+        try guarded { try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM submission") ?? 0 } }
+    }
+
+    // MARK: Nodes
+
+    /// Records that a node joined (first time) or was seen again.
+    public func nodeSeen(_ node: String, atUnixSeconds now: Int64) throws {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO node (id, first_joined_at, last_seen_at) VALUES (?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET last_seen_at = excluded.last_seen_at
+                    """, arguments: [node, now, now])
+            }
+        }
+    }
+
+    /// Ids of every node that ever joined.
+    public func nodes() throws -> [String] {
+        try guarded { try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM node ORDER BY id") } }
+    }
+
+    // MARK: Rounds
+
+    /// The stored round, or a new open round with the given deadline. A restarted coordinator keeps the round's
+    /// original deadline.
+    public func openRound(id: UInt64, now: Int64, deadline: Int64) throws -> Round {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO round (id, state, opened_at, deadline_at) VALUES (?, 'open', ?, ?)
+                    ON CONFLICT(id) DO NOTHING
+                    """, arguments: [Int64(id), now, deadline])
+                return try Self.round(db, id: id)!
+            }
+        }
+    }
+
+    private static func round(_ db: Database, id: UInt64) throws -> Round? {
+        try Row.fetchOne(db, sql: "SELECT * FROM round WHERE id = ?", arguments: [Int64(id)]).map { row in
+            Round(id: UInt64(row["id"] as Int64), state: row["state"], openedAtUnixSeconds: row["opened_at"],
+                  deadlineUnixSeconds: row["deadline_at"], resultJSON: row["result_json"], failure: row["failure"])
+        }
+    }
+
+    /// A stored round.
+    public func round(id: UInt64) throws -> Round? {
+        try guarded { try pool.read { db in try Self.round(db, id: id) } }
+    }
+
+    /// Number of rounds stored.
+    public func roundCount() throws -> Int {
+        try guarded { try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM round") ?? 0 } }
+    }
+
+    /// Moves a round to `state` (`open`, `closed`, `finished`, `failed`), with its result or failure.
+    public func setRoundState(id: UInt64, state: String, resultJSON: String? = nil, failure: String? = nil) throws {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: """
+                    UPDATE round SET state = ?, result_json = COALESCE(?, result_json), failure = ? WHERE id = ?
+                    """, arguments: [state, resultJSON, failure, Int64(id)])
+            }
+        }
+    }
+}
+
+/// Storage failures.
+public enum StoreError: Error, CustomStringConvertible, Equatable {
+    case conflictingSubmission(node: String, round: UInt64)
+    case missing(what: String)
+    case database(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .conflictingSubmission(node, round): "node \(node) already submitted a different set in round \(round)"
+        case let .missing(what): "\(what) is missing"
+        case let .database(path, reason): "coordinator database \(path): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import GRDB
+import Testing
+@testable import Coordinator
+
+@Suite("Coordinator database")
+struct CoordinatorDatabaseTests {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-db-\(UUID().uuidString)").path
+
+    func record(_ node: String, digest: String, round: UInt64 = 1) -> CoordinatorDatabase.Record {
+        .init(nodeID: node, roundID: round, digestHex: digest, bytes: 3, storedAtUnixSeconds: 42, privacyAuditJSON: "{}")
+    }
+
+    @Test func submissionsSurviveAReopenInWALMode() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let database = try CoordinatorDatabase(stateDirectory: directory)
+            _ = try database.store(envelope: [1, 2, 3], record: record("a", digest: "aa"))
+            _ = try database.store(envelope: [4], record: record("b", digest: "bb", round: 2))
+        }
+        // A new connection over the same file (a restarted coordinator) sees the committed submissions.
+        let reopened = try CoordinatorDatabase(stateDirectory: directory)
+        #expect(try reopened.records(round: 1) == [record("a", digest: "aa")])
+        #expect(try reopened.envelope(round: 1, node: "a") == [1, 2, 3])
+        #expect(try reopened.records(round: 2).map(\.nodeID) == ["b"])
+        #expect(try reopened.submissionCount() == 2)
+        let mode = try reopened.pool.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+        let synchronous = try reopened.pool.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") }
+        #expect(synchronous == 2, "FULL: every commit is fsynced before a receipt goes out")
+        let attributes = try FileManager.default.attributesOfItem(atPath: reopened.path)
+        #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o077 } == 0, "the database is private to its owner")
+    }
+
+    @Test func sameEnvelopeIsIdempotentAndADifferentOneConflicts() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let database = try CoordinatorDatabase(stateDirectory: directory)
+        let first = try database.store(envelope: [1], record: record("a", digest: "aa"))
+        var later = record("a", digest: "aa")
+        later.storedAtUnixSeconds = 99
+        #expect(try database.store(envelope: [1], record: later) == first, "resubmission returns the original receipt time")
+        #expect(throws: StoreError.conflictingSubmission(node: "a", round: 1)) {
+            try database.store(envelope: [2], record: record("a", digest: "bb"))
+        }
+        #expect(try database.records(round: 1).count == 1)
+        #expect(try database.envelope(round: 1, node: "a") == [1], "the stored envelope is untouched")
+        #expect(throws: StoreError.self) { try database.envelope(round: 1, node: "nobody") }
+    }
+
+    @Test func aRoundKeepsItsDeadlineAndStateAcrossReopens() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let database = try CoordinatorDatabase(stateDirectory: directory)
+            let round = try database.openRound(id: 7, now: 100, deadline: 160)
+            #expect(round.state == "open" && round.deadlineUnixSeconds == 160)
+            try database.nodeSeen("a", atUnixSeconds: 101)
+            try database.nodeSeen("a", atUnixSeconds: 105)
+            try database.setRoundState(id: 7, state: "closed")
+        }
+        let reopened = try CoordinatorDatabase(stateDirectory: directory)
+        let round = try reopened.openRound(id: 7, now: 500, deadline: 900)
+        #expect(round.deadlineUnixSeconds == 160 && round.openedAtUnixSeconds == 100, "a restart keeps the original deadline")
+        #expect(round.state == "closed")
+        #expect(try reopened.nodes() == ["a"])
+        try reopened.setRoundState(id: 7, state: "finished", resultJSON: "{\"ok\":1}")
+        #expect(try reopened.round(id: 7)?.resultJSON == "{\"ok\":1}")
+        #expect(try reopened.roundCount() == 1)
+    }
+
+    @Test func aCorruptDatabaseIsAClearErrorAndIsLeftAlone() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/" + CoordinatorDatabase.fileName
+        let garbage = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        FileManager.default.createFile(atPath: path, contents: garbage)
+        do {
+            _ = try CoordinatorDatabase(path: path)
+            Issue.record("a corrupt database opened")
+        } catch let error as StoreError {
+            #expect(error.description.contains(path))
+        }
+        #expect(FileManager.default.contents(atPath: path) == garbage, "nothing was overwritten")
+    }
+}
