@@ -33,6 +33,29 @@ struct PrivacyProbeTests {
         #expect(tied.auc == 0.5 && tied.tpr1 == 0)
     }
 
+    /// The permutation p-values are calibrated: on scores with no membership signal, small samples included (the
+    /// node gate's 76 non-members), p < 0.05 happens about 5% of the time; on a clear signal p is tiny.
+    @Test func permutationPValuesAreCalibrated() {
+        var rng = RandomSource(seed: 9)
+        var aucHits = 0, tprHits = 0
+        let trials = 200
+        for trial in 0..<trials {
+            let members = (0..<76).map { _ in Double(rng.normal()) }
+            let nonMembers = (0..<76).map { _ in Double(rng.normal()) }
+            let metrics = MembershipMetrics(members: members, nonMembers: nonMembers, resamples: 10, permutations: 200,
+                                            seed: UInt64(trial))
+            if metrics.aucPValue < 0.05 { aucHits += 1 }
+            if metrics.tprAt1PercentFPRPValue < 0.05 { tprHits += 1 }
+        }
+        // Binomial(200, 0.05): mean 10, 99.9% below 22.
+        #expect(aucHits <= 22 && tprHits <= 22, "false-positive counts \(aucHits), \(tprHits) of \(trials)")
+        #expect(aucHits >= 1 || tprHits >= 1, "a test that never fires under the null has no power either")
+        let signal = MembershipMetrics(members: (0..<76).map { _ in Double(rng.normal()) + 2 },
+                                       nonMembers: (0..<76).map { _ in Double(rng.normal()) }, resamples: 10, permutations: 200)
+        #expect(signal.aucPValue < 0.01 && signal.tprAt1PercentFPRPValue < 0.01)
+        #expect(!signal.consistentWithChance)
+    }
+
     /// A "set" made of member images (real initialisation, zero iterations) is caught by DCR at low FPR.
     @Test func auditFlagsASetOfMemberImages() throws {
         let (members, nonMembers) = try populations()

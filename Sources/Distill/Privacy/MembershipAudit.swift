@@ -39,8 +39,11 @@ public struct MembershipAudit: Sendable {
         public var baseline: [String: MembershipMetrics]
         /// ROC points per attack (for plots).
         public var curves: [String: [(fpr: Double, tpr: Double)]]
-        /// Pass when every attack on the set is consistent with chance.
-        public var passed: Bool { attacks.values.allSatisfy(\.consistentWithChance) }
+        /// The significance each attack is tested at: 5% family-wise over the attacks and their two tests (AUC and
+        /// TPR at 1% FPR), Bonferroni-corrected, so that a set that leaks nothing fails at most 5% of the time.
+        public var alpha: Double { 0.05 / Double(max(1, 2 * attacks.count)) }
+        /// Pass when every attack on the set is consistent with chance at ``alpha``.
+        public var passed: Bool { attacks.values.allSatisfy { $0.consistentWithChance(alpha: alpha) } }
     }
 
     public var options: Options
@@ -132,9 +135,11 @@ extension MembershipAudit.Report {
              "tpr_at_0_1pct_fpr": m.tprAt01PercentFPR,
              "ci": ["auc": m.aucInterval, "balanced_accuracy": m.balancedAccuracyInterval,
                     "tpr_at_1pct_fpr": m.tprAt1PercentFPRInterval, "tpr_at_0_1pct_fpr": m.tprAt01PercentFPRInterval],
-             "consistent_with_chance": m.consistentWithChance]
+             "p_values": ["auc": m.aucPValue, "tpr_at_1pct_fpr": m.tprAt1PercentFPRPValue],
+             "consistent_with_chance": m.consistentWithChance(alpha: alpha)]
         }
-        return ["verdict": passed ? "pass" : "fail", "attacks": attacks.mapValues(metrics), "baseline": baseline.mapValues(metrics)]
+        return ["verdict": passed ? "pass" : "fail", "alpha": alpha, "attacks": attacks.mapValues(metrics),
+                "baseline": baseline.mapValues(metrics)]
     }
 
     /// ROC curves on log-scaled axes (FPR and TPR from 10⁻³ to 1) as an SVG document.

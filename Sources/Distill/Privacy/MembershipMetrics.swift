@@ -10,6 +10,11 @@ public struct MembershipMetrics: Sendable, Codable, Equatable {
     public var balancedAccuracyInterval: [Double]
     public var tprAt1PercentFPRInterval: [Double]
     public var tprAt01PercentFPRInterval: [Double]
+    /// One-sided permutation p-values (member/non-member labels shuffled, seeded): the chance of an AUC, or a TPR at
+    /// 1% FPR, at least as high as the observed one if membership made no difference. Exact for any sample size,
+    /// unlike a bootstrap interval of a tail rate, which is biased upwards on small samples.
+    public var aucPValue: Double
+    public var tprAt1PercentFPRPValue: Double
 
     /// Point estimates without intervals.
     public static func point(members: [Double], nonMembers: [Double]) -> (auc: Double, balancedAccuracy: Double, tpr1: Double, tpr01: Double) {
@@ -37,8 +42,9 @@ public struct MembershipMetrics: Sendable, Codable, Equatable {
         return points
     }
 
-    /// Metrics with `resamples` bootstrap resamples (members and non-members resampled separately, seeded).
-    public init(members: [Double], nonMembers: [Double], resamples: Int = 200, seed: UInt64 = 0) {
+    /// Metrics with `resamples` bootstrap resamples (members and non-members resampled separately, seeded) and
+    /// `permutations` label permutations for the p-values.
+    public init(members: [Double], nonMembers: [Double], resamples: Int = 200, permutations: Int = 400, seed: UInt64 = 0) {
         precondition(!members.isEmpty && !nonMembers.isEmpty, "need members and non-members")
         let estimate = Self.point(members: members, nonMembers: nonMembers)
         auc = estimate.auc
@@ -61,9 +67,24 @@ public struct MembershipMetrics: Sendable, Codable, Equatable {
         balancedAccuracyInterval = interval(samples[1])
         tprAt1PercentFPRInterval = interval(samples[2])
         tprAt01PercentFPRInterval = interval(samples[3])
+        var pooled = members + nonMembers
+        var atLeastAUC = 0, atLeastTPR = 0
+        for _ in 0..<permutations {
+            for i in stride(from: pooled.count - 1, to: 0, by: -1) { pooled.swapAt(i, rng.integer(below: i + 1)) }
+            let e = Self.point(members: Array(pooled[..<members.count]), nonMembers: Array(pooled[members.count...]))
+            if e.auc >= estimate.auc - 1e-12 { atLeastAUC += 1 }
+            if e.tpr1 >= estimate.tpr1 - 1e-12 { atLeastTPR += 1 }
+        }
+        aucPValue = Double(1 + atLeastAUC) / Double(1 + permutations)
+        tprAt1PercentFPRPValue = Double(1 + atLeastTPR) / Double(1 + permutations)
     }
 
-    /// Consistent with no leakage: the AUC interval reaches 0.5 (or below) and TPR at 1% FPR is not significantly
-    /// above 1% (its interval's lower end is at most 1%).
-    public var consistentWithChance: Bool { aucInterval[0] <= 0.5 && tprAt1PercentFPRInterval[0] <= 0.01 }
+    /// Consistent with no leakage at significance `alpha`: neither the AUC nor the TPR at 1% FPR is significantly
+    /// above what shuffled labels give (both permutation p-values at least `alpha`).
+    public func consistentWithChance(alpha: Double) -> Bool {
+        aucPValue >= alpha && tprAt1PercentFPRPValue >= alpha
+    }
+
+    /// ``consistentWithChance(alpha:)`` at 5%, for one attack read on its own.
+    public var consistentWithChance: Bool { consistentWithChance(alpha: 0.05) }
 }
