@@ -68,6 +68,19 @@ struct PrivacyProbeTests {
         #expect(!report.passed)
     }
 
+    /// Canaries have power: when the "recipe" shares the records themselves, mislabeled canaries inside the training
+    /// data are told apart from held-out canaries by the loss attack.
+    @Test func canariesExposeAnOutlierWhenTheDataItselfIsShared() throws {
+        let (members, nonMembers) = try populations()
+        let report = try #require(audit([.loss], epochs: 300).canaries(count: 30, members: members.subset(Array(0..<100)),
+                                                                      pool: nonMembers) { population, _ in population })
+        let loss = try #require(report.attacks["loss"])
+        #expect(loss.auc > 0.65 && loss.aucPValue < 0.05, "canary loss-attack AUC \(loss.auc), p \(loss.aucPValue)")
+        #expect(report.baseline.isEmpty)
+        #expect(audit([.loss]).canaries(count: 150, members: members, pool: nonMembers) { population, _ in population } == nil,
+                "a pool too small for the canaries asked is refused")
+    }
+
     /// A model trained directly on the members leaks through its loss.
     @Test(.tags(.slow)) func lossAttackDetectsAModelTrainedOnMembers() throws {
         let (members, nonMembers) = try populations()

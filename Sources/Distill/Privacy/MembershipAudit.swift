@@ -117,6 +117,28 @@ public struct MembershipAudit: Sendable {
         return Report(attacks: attacks, baseline: baseline, curves: curves)
     }
 
+    /// The worst case with canaries: `count` records of `pool` get a wrong label (seeded) and are inserted into the
+    /// members; `count` more, mislabeled the same way, are held out. The set is distilled again from members ∪
+    /// inserted canaries with `distill` (the set's own recipe) and the attacks are asked which canaries were inside.
+    /// LiRA's shadows distill from the members plus a random half of all canaries. No members baseline: the
+    /// question is only how exposed an outlier is.
+    /// - Returns: The attacks' metrics on the canaries, or nil if `pool` has fewer than 2 × `count` records.
+    public func canaries(count: Int, members: LabeledImages, pool: LabeledImages,
+                         distill: @escaping (_ population: LabeledImages, _ seed: UInt64) -> LabeledImages) -> Report? {
+        guard count > 0, pool.count >= 2 * count, pool.classCount > 1 else { return nil }
+        var rng = RandomSource(seed: options.seed ^ 0xCA1A)
+        let chosen = Array(rng.permutation(pool.count).prefix(2 * count))
+        var records = pool.subset(chosen)
+        records.labels = records.labels.map { ($0 + 1 + rng.integer(below: pool.classCount - 1)) % pool.classCount }
+        let inserted = records.subset(Array(0..<count)), heldOut = records.subset(Array(count..<(2 * count)))
+        let set = distill(LabeledImages.concatenate([members, inserted]), options.seed &+ 0xCA1A)
+        var canaryOptions = options
+        canaryOptions.includeBaseline = false
+        return MembershipAudit(options: canaryOptions).run(set: set, members: inserted, nonMembers: heldOut) { population, seed in
+            distill(LabeledImages.concatenate([members, population]), seed)
+        }
+    }
+
     /// A ConvNet trained with the evaluation protocol's optimiser and the audit's augmentation (none by default).
     func trainModel(on data: LabeledImages, seed: UInt64) -> ConvNet {
         var rng = RandomSource(seed: seed)

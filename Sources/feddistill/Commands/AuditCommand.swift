@@ -21,6 +21,8 @@ struct AuditCommand: ParsableCommand {
     @Option(name: .customLong("shadow-iterations"), help: "DM iterations per shadow distillation.") var shadowIterations = 100
     @Option(help: "Epochs for the attack models.") var epochs = 100
     @Option(help: "Bootstrap resamples for the confidence intervals.") var resamples = 200
+    @Option(help: "Worst case: insert C mislabeled non-member records into the members, distill again (the shadow recipe, --shadow-iterations), and attack the canaries (0: off).")
+    var canaries = 0
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Write the JSON report to this file (- for stdout).") var json: String?
     @Option(help: "Write ROC curves (log scale) as SVG.") var roc: String?
@@ -32,8 +34,8 @@ struct AuditCommand: ParsableCommand {
         for name in attacks.split(separator: ",") where MembershipAudit.Attack(rawValue: String(name)) == nil {
             throw ValidationError("unknown attack '\(name)' (dcr, dcr_embedding, loss, lira)")
         }
-        guard shadows >= 2, shadowIterations >= 0, epochs > 0, resamples >= 10 else {
-            throw ValidationError("--shadows ≥ 2, --epochs ≥ 1 and --resamples ≥ 10 are required")
+        guard shadows >= 2, shadowIterations >= 0, epochs > 0, resamples >= 10, canaries >= 0 else {
+            throw ValidationError("--shadows ≥ 2, --epochs ≥ 1, --resamples ≥ 10 and --canaries ≥ 0 are required")
         }
     }
 
@@ -64,6 +66,9 @@ struct AuditCommand: ParsableCommand {
         guard memberRecords.imageShape == shared.metadata.imageShape, nonMemberRecords.imageShape == shared.metadata.imageShape else {
             throw CommandFailure("records have images \(memberRecords.imageShape) but the set has \(shared.metadata.imageShape)")
         }
+        guard nonMemberRecords.count >= 2 * canaries else {
+            throw CommandFailure("--canaries \(canaries) needs at least \(2 * canaries) non-member records to draw them from")
+        }
         let network = model.configuration(imageShape: shared.metadata.imageShape, classCount: shared.metadata.classCount)
         var options = MembershipAudit.Options(network: network, augmentation: nil)
         options.attacks = attacks.split(separator: ",").compactMap { MembershipAudit.Attack(rawValue: String($0)) }
@@ -74,8 +79,7 @@ struct AuditCommand: ParsableCommand {
         options.seed = seed
         let metadata = shared.metadata
         let shadowIterations = self.shadowIterations
-        let report = MembershipAudit(options: options).run(set: shared.data, members: memberRecords, nonMembers: nonMemberRecords) {
-            population, shadowSeed in
+        let recipe: (LabeledImages, UInt64) -> LabeledImages = { population, shadowSeed in
             // Shadows repeat the set's own recipe (DM, its IPC and initialisation) on a random half of the population.
             var rng = RandomSource(seed: shadowSeed)
             let initialization = SyntheticInitialization(rawValue: metadata.initialization) ?? .noise
@@ -86,6 +90,12 @@ struct AuditCommand: ParsableCommand {
                                learningRate: DistributionMatching.defaultImageLearningRate(imageShape: metadata.imageShape), seed: shadowSeed),
                 network: network, augmentation: DSA(dataset: metadata.dataset))
             return dm.distill(population, from: initial).images
+        }
+        let audit = MembershipAudit(options: options)
+        let report = audit.run(set: shared.data, members: memberRecords, nonMembers: nonMemberRecords, distill: recipe)
+        var canaryReport: MembershipAudit.Report?
+        if canaries > 0 {
+            canaryReport = audit.canaries(count: canaries, members: memberRecords, pool: nonMemberRecords, distill: recipe)
         }
         print("attack".padding(16) + "AUC [95% CI]".padding(24) + "TPR@1%FPR [CI]".padding(24) + "TPR@0.1%FPR".padding(13) + "p(AUC)".padding(9) + "p(TPR)".padding(9) + "chance?")
         func line(_ name: String, _ m: MembershipMetrics) -> String {
@@ -99,9 +109,17 @@ struct AuditCommand: ParsableCommand {
             print("baseline: the same attacks on a model trained directly on the members")
             for (name, metrics) in report.baseline.sorted(by: { $0.key < $1.key }) { print(line(name, metrics)) }
         }
+        if let canaryReport {
+            print("canaries: \(canaries) mislabeled records inside vs \(canaries) outside a set distilled again (worst case; not in the verdict)")
+            for (name, metrics) in canaryReport.attacks.sorted(by: { $0.key < $1.key }) { print(line(name, metrics)) }
+        }
         print(String(format: "verdict: %@ (each attack tested at alpha %.4f: 5%% family-wise, Bonferroni)",
                      report.passed ? "pass" : "fail", report.alpha))
-        if let json { try writeJSON(report.json(), to: json) }
+        if let json {
+            var object = report.json()
+            if let canaryReport { object["canaries"] = (canaryReport.json()["attacks"] ?? [:]) }
+            try writeJSON(object, to: json)
+        }
         if let roc {
             do { try report.rocSVG().write(toFile: roc, atomically: true, encoding: .utf8) } catch { throw CommandFailure("cannot write \(roc): \(error)") }
         }

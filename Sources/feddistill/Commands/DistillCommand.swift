@@ -24,6 +24,9 @@ struct DistillCommand: ParsableCommand {
     var imageLearningRate: Float?
     @Flag(name: .customLong("no-dsa"), help: "Disable differentiable siamese augmentation.") var noDSA = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("train-range"),
+            help: "Distill from training records FIRST..<LAST only (e.g. 0-1000: the members of a later audit).")
+    var trainRange: String?
     @Option(help: "Output safetensors file.") var out: String
     @Option(help: "Also write a PNG grid (one row per class).") var png: String?
     @Option(help: "Write a JSON report to this file (- for stdout).") var json: String?
@@ -41,8 +44,15 @@ struct DistillCommand: ParsableCommand {
 
     func run() throws {
         compute.apply()
-        let splits: DatasetSplits
+        var splits: DatasetSplits
         do { splits = try data.store.load(dataset) } catch { throw CommandFailure(error) }
+        if let trainRange {
+            let bounds = trainRange.split(separator: "-").compactMap { Int($0) }
+            guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= splits.train.count else {
+                throw CommandFailure("--train-range '\(trainRange)' must be FIRST-LAST within 0...\(splits.train.count)")
+            }
+            splits.train = splits.train.subset(Array(bounds[0]..<bounds[1]))
+        }
         let descriptor = splits.descriptor
         let network = model.configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount)
         let augmentation = noDSA ? nil : DSA(dataset: dataset)
