@@ -2,7 +2,7 @@
 # The privacy figures of docs/privacy.md: DM IPC 10 on an MNIST subset with init real vs noise vs mean — accuracy
 # of the set next to DCR, loss-attack and LiRA membership metrics, canaries, and the members-trained baseline.
 #
-#   scripts/privacy-figures.sh [OUT_DIR]      (env: BIN, DATASET, MEMBERS, ITERATIONS, SHADOWS, CANARIES, DATA)
+#   scripts/privacy-figures.sh [OUT_DIR]      (env: BIN, DATASET, MEMBERS, ITERATIONS, SHADOWS, CANARIES, WIDTH, DATA)
 #
 # Release build expected (make release). Takes tens of minutes on 2 cores.
 set -euo pipefail
@@ -13,19 +13,20 @@ MEMBERS=${MEMBERS:-1000}
 ITERATIONS=${ITERATIONS:-200}
 SHADOWS=${SHADOWS:-4}
 CANARIES=${CANARIES:-50}
+WIDTH=${WIDTH:-128}
 DATA_ARGS=()
 if [[ -n "${DATA:-}" ]]; then DATA_ARGS=(--data-dir "$DATA"); fi
 mkdir -p "$OUT"
 for init in real noise mean; do
     set_file="$OUT/$init.safetensors"
     "$BIN" distill --dataset "$DATASET" "${DATA_ARGS[@]}" --train-range "0-$MEMBERS" --method dm --ipc 10 \
-        --iterations "$ITERATIONS" --init "$init" --seed 1 --out "$set_file" --json "$OUT/$init-distill.json" >/dev/null
-    "$BIN" evaluate --set "$set_file" --dataset "$DATASET" "${DATA_ARGS[@]}" --models 3 --epochs 300 \
+        --iterations "$ITERATIONS" --init "$init" --seed 1 --width "$WIDTH" --out "$set_file" --json "$OUT/$init-distill.json" >/dev/null
+    "$BIN" evaluate --set "$set_file" --dataset "$DATASET" "${DATA_ARGS[@]}" --models 3 --epochs 300 --width "$WIDTH" \
         --json "$OUT/$init-evaluate.json" >/dev/null
     status=0
     "$BIN" audit --set "$set_file" "${DATA_ARGS[@]}" --members "$DATASET:train:0-$MEMBERS" \
         --nonmembers "$DATASET:test:0-$MEMBERS" --attacks dcr,dcr_embedding,loss,lira --shadows "$SHADOWS" \
-        --shadow-iterations "$ITERATIONS" --canaries "$CANARIES" --json "$OUT/$init-audit.json" \
+        --shadow-iterations "$ITERATIONS" --width "$WIDTH" --canaries "$CANARIES" --json "$OUT/$init-audit.json" \
         --roc "$OUT/$init-roc.svg" > "$OUT/$init-audit.txt" || status=$?
     if [[ $status -ne 0 && $status -ne 3 ]]; then echo "audit of $init failed ($status)" >&2; exit "$status"; fi
     echo "== init $init (audit exit $status)"; cat "$OUT/$init-audit.txt"
