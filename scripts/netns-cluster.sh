@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# A federated round across real network boundaries on one machine: the coordinator and three nodes each run in a
+# network namespace of their own, joined by veth pairs to a bridge in a fifth namespace, on 10.77.0.0/24. Every link
+# and address lives inside namespaces this script creates; the host's interfaces, routes and firewall are never
+# touched (the script compares them before and after). Needs root and iproute2.
+#
+#   scripts/netns-cluster.sh            (make netns-cluster)
+#
+# The processes get the same environment variables as docker/compose.yaml: the round settings from
+# docker/cluster.env plus, per process, where to listen or connect and which partition to hold. The coordinator's
+# certificate names only its namespace address (provisioned by docker/provision.sh, as the compose `certs` service
+# does), so the nodes verify it by IP.
+#
+# Environment:
+#   FEDDISTILL_BIN           the executable (default .build/release/feddistill)
+#   FEDDISTILL_DATASET       dataset (default digits, embedded); FEDDISTILL_DATA: data directory for others
+#   FEDDISTILL_NETNS_SUBNET  first three octets of the /24 (default 10.77.0)
+#   FEDDISTILL_NETNS_PORT    coordinator port (default 7443); FEDDISTILL_NETNS_METRICS_PORT: metrics (default 9464)
+#   FEDDISTILL_NETNS_TIMEOUT seconds before the run is declared failed (default 900)
+#   FEDDISTILL_NETNS_KEEP    1: keep the work directory (certificates, state, logs) and print its path
+#   FEDDISTILL_SWIFT_BACKTRACE  swift-backtrace-static for crash reports (default: beside the `swift` on PATH)
+#
+# Exit status 0 when the coordinator wrote the round's result; non-zero with the reason and log tails otherwise.
+# Namespaces and processes are removed on every exit path (EXIT trap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${FEDDISTILL_BIN:-.build/release/feddistill}
+dataset=${FEDDISTILL_DATASET:-digits}
+subnet=${FEDDISTILL_NETNS_SUBNET:-10.77.0}
+port=${FEDDISTILL_NETNS_PORT:-7443}
+metrics_port=${FEDDISTILL_NETNS_METRICS_PORT:-9464}
+timeout_seconds=${FEDDISTILL_NETNS_TIMEOUT:-900}
+keep=${FEDDISTILL_NETNS_KEEP:-0}
+nodes=(node-1 node-2 node-3)
+coordinator_ip=$subnet.1
+
+say() { printf 'netns-cluster: %s\n' "$*"; }
+die() { printf 'netns-cluster: FAILED: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (ip netns); try: sudo $0"
+command -v ip >/dev/null || die "iproute2 (ip) is not installed"
+[[ -x $bin ]] || die "no executable at $bin; build it with 'make release' or set FEDDISTILL_BIN"
+bin=$(readlink -f "$bin")
+[[ -f docker/cluster.env && -x docker/provision.sh ]] || die "docker/cluster.env or docker/provision.sh missing"
+
+start_time=$SECONDS
+tag=fdd$$
+lan=$tag-lan
+namespaces=()
+pids=()
+work=$(mktemp -d /tmp/feddistill-netns.XXXXXX)
+
+host_network() { ip -o link show | awk '{print $2, $3}'; ip -o addr show; ip route show; ip -6 route show; ip rule show; }
+host_network >"$work/host-network.before"
+
+log_tail() {
+    local name=$1
+    [[ -s $work/$name.log ]] || return 0
+    printf -- '--- %s.log (last 15 lines)\n' "$name" >&2
+    tail -n 15 "$work/$name.log" >&2
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    set +e
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.2
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    for ns in "${namespaces[@]}"; do
+        # Anything still inside a namespace of ours was started by this script.
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns delete "$ns" 2>/dev/null || say "warning: could not delete namespace $ns"
+    done
+    if ((status != 0)); then
+        log_tail coordinator
+        for node in "${nodes[@]}"; do log_tail "$node"; done
+    fi
+    host_network >"$work/host-network.after"
+    if ! diff -u "$work/host-network.before" "$work/host-network.after" >&2; then
+        printf 'netns-cluster: FAILED: the host network configuration changed (diff above)\n' >&2
+        ((status != 0)) || status=1
+    fi
+    if [[ $keep == 1 ]]; then say "work directory kept: $work"; else rm -rf "$work"; fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- network: one bridge in its own namespace, one veth pair per process -------------------------------------------
+add_namespace() {
+    ip netns add "$1"
+    namespaces+=("$1")
+    ip -n "$1" link set lo up
+}
+add_namespace "$lan"
+ip -n "$lan" link add br0 type bridge
+ip -n "$lan" link set br0 up
+# attach NAMESPACE ADDRESS PORTNAME: eth0 in NAMESPACE, its peer PORTNAME on the bridge. Both ends are created inside
+# namespaces (never in the host's), so nothing appears in the root namespace even for a moment.
+attach() {
+    add_namespace "$1"
+    ip -n "$lan" link add "$3" type veth peer name eth0 netns "$1"
+    ip -n "$lan" link set "$3" master br0 up
+    ip -n "$1" addr add "$2/24" dev eth0
+    ip -n "$1" link set eth0 up
+}
+attach "$tag-coordinator" "$coordinator_ip" p-coordinator
+for i in "${!nodes[@]}"; do attach "$tag-${nodes[i]}" "$subnet.$((11 + i))" "p-${nodes[i]}"; done
+say "namespaces ${namespaces[*]} on $subnet.0/24 (coordinator $coordinator_ip:$port)"
+
+# --- credentials: the compose `certs` service's script; the coordinator certificate names only its IP --------------
+FEDDISTILL_BIN=$bin FEDDISTILL_CERTS_DIR=$work/certs FEDDISTILL_CERTS_NODES=$(IFS=,; echo "${nodes[*]}") \
+    FEDDISTILL_CERTS_COORDINATOR_SANS=$coordinator_ip docker/provision.sh >"$work/provision.log" 2>&1 \
+    || { cat "$work/provision.log" >&2; die "provisioning failed"; }
+
+# --- processes: a clean environment of cluster.env + per-process settings, as in docker/compose.yaml ---------------
+mapfile -t cluster_env < <(grep -E '^FEDDISTILL_[A-Z0-9_]+=' docker/cluster.env)
+base_env=(PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$work" LANG=C.UTF-8)
+# Crash backtraces as in the image, when the static binary's helper can be found (the toolchain that built it).
+helper=${FEDDISTILL_SWIFT_BACKTRACE:-}
+if [[ -z $helper ]] && command -v swift >/dev/null; then
+    helper=$(dirname "$(readlink -f "$(command -v swift)")")/../libexec/swift/linux/swift-backtrace-static
+fi
+[[ -n $helper && -x $helper ]] || helper=/usr/libexec/swift/linux/swift-backtrace-static
+if [[ -x $helper ]]; then
+    base_env+=(SWIFT_BACKTRACE="enable=yes,sanitize=yes,threads=all,cache=no,swift-backtrace=$(readlink -f "$helper")")
+fi
+data_env=()
+if [[ -n ${FEDDISTILL_DATA:-} ]]; then
+    data_env=(FEDDISTILL_COORDINATOR_DATA_DIR="$FEDDISTILL_DATA" FEDDISTILL_NODE_DATA_DIR="$FEDDISTILL_DATA")
+fi
+
+# start NAME NAMESPACE ENV... -- ARGS...: runs the binary in NAMESPACE, output to WORK/NAME.log; PID in pids[].
+start() {
+    local name=$1 ns=$2
+    shift 2
+    local environment=()
+    while [[ $1 != -- ]]; do environment+=("$1"); shift; done
+    shift
+    ip netns exec "$ns" env -i "${base_env[@]}" "${cluster_env[@]}" "${data_env[@]}" "${environment[@]}" \
+        "$bin" "$@" >"$work/$name.log" 2>&1 &
+    pids+=("$!")
+}
+
+# Metrics as with docker/compose.metrics.yaml, on the coordinator's namespace address; scraped from node-1's namespace.
+start coordinator "$tag-coordinator" \
+    FEDDISTILL_COORDINATOR_HOST="$coordinator_ip" FEDDISTILL_COORDINATOR_PORT="$port" FEDDISTILL_COORDINATOR_ROUND_ID=1 \
+    FEDDISTILL_COORDINATOR_STATE_DIR="$work/coordinator" FEDDISTILL_COORDINATOR_CREDENTIALS_DIR="$work/certs/coordinator" \
+    FEDDISTILL_COORDINATOR_DATASET="$dataset" FEDDISTILL_COORDINATOR_METRICS_PORT="$metrics_port" \
+    FEDDISTILL_COORDINATOR_METRICS_HOST="$coordinator_ip" -- coordinator
+coordinator_pid=${pids[0]}
+for _ in $(seq 120); do
+    grep -q '^listening on ' "$work/coordinator.log" 2>/dev/null && break
+    kill -0 "$coordinator_pid" 2>/dev/null || die "the coordinator exited before listening"
+    sleep 0.5
+done
+grep -q '^listening on ' "$work/coordinator.log" || die "the coordinator did not listen within 60 s"
+
+# Reachability and mutual TLS across the namespace boundary, from every node's namespace, before the nodes start.
+for node in "${nodes[@]}"; do
+    ip netns exec "$tag-$node" env -i "${base_env[@]}" "$bin" status --coordinator "$coordinator_ip:$port" \
+        --credentials-dir "$work/certs/$node" --name "$node" >"$work/status-$node.log" 2>&1 \
+        || { cat "$work/status-$node.log" >&2; die "$node cannot reach the coordinator at $coordinator_ip:$port"; }
+done
+say "coordinator reachable over mutual TLS from every node namespace"
+
+node_pids=()
+for i in "${!nodes[@]}"; do
+    node=${nodes[i]}
+    start "$node" "$tag-$node" \
+        FEDDISTILL_NODE_NODE_ID="$node" FEDDISTILL_NODE_COORDINATOR="$coordinator_ip:$port" \
+        FEDDISTILL_NODE_CREDENTIALS_DIR="$work/certs/$node" FEDDISTILL_NODE_STATE_DIR="$work/$node-state" \
+        FEDDISTILL_NODE_DATASET="$dataset" FEDDISTILL_NODE_PARTITION_INDEX="$i" FEDDISTILL_NODE_SEED="$((i + 1))" \
+        FEDDISTILL_THREADS=1 -- node
+    node_pids+=("${pids[-1]}")
+done
+say "3 nodes started; waiting for the round (timeout ${timeout_seconds} s)"
+
+# --- wait: the coordinator exits after writing the result. A node whose privacy gate refuses to send its set exits
+# non-zero; once every node has either submitted (it then waits for the result) or ended, and one of them failed,
+# SIGUSR1 asks the coordinator to close the round with what it has (as `simulate` does) instead of waiting for the
+# deadline.
+node_status=()
+close_requested=0
+last_report=$SECONDS
+while kill -0 "$coordinator_pid" 2>/dev/null; do
+    ((SECONDS - start_time < timeout_seconds)) || die "no result within ${timeout_seconds} s"
+    running=0 failed=0 unsettled=0
+    for i in "${!node_pids[@]}"; do
+        if [[ -z ${node_status[i]:-} ]]; then
+            if kill -0 "${node_pids[i]}" 2>/dev/null; then
+                running=$((running + 1))
+                grep -q 'set submitted' "$work/${nodes[i]}.log" || unsettled=$((unsettled + 1))
+                continue
+            fi
+            status=0
+            wait "${node_pids[i]}" || status=$?
+            node_status[i]=$status
+            say "${nodes[i]} exited with status $status after $((SECONDS - start_time)) s"
+        fi
+        ((node_status[i] == 0)) || failed=$((failed + 1))
+    done
+    if ((unsettled == 0 && failed > 0 && close_requested == 0)); then
+        say "every node has submitted or ended, $failed without success; asking the coordinator to close the round"
+        kill -USR1 "$coordinator_pid" 2>/dev/null || true
+        close_requested=1
+    fi
+    # The last scrape before the coordinator exits shows the whole round.
+    if command -v curl >/dev/null && ((SECONDS % 5 == 0)); then
+        ip netns exec "$tag-${nodes[0]}" curl -fsS -m 2 "http://$coordinator_ip:$metrics_port/metrics" \
+            >"$work/metrics.partial" 2>/dev/null && mv "$work/metrics.partial" "$work/metrics.txt"
+    fi
+    if ((SECONDS - last_report >= 30)); then
+        say "$((SECONDS - start_time)) s: $running node process(es) running"
+        last_report=$SECONDS
+    fi
+    sleep 1
+done
+coordinator_status=0
+wait "$coordinator_pid" || coordinator_status=$?
+for i in "${!node_pids[@]}"; do
+    [[ -z ${node_status[i]:-} ]] || continue
+    for _ in $(seq 300); do kill -0 "${node_pids[i]}" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "${node_pids[i]}" 2>/dev/null && say "${nodes[i]} still running 30 s after the round; stopped it"
+    status=0
+    wait "${node_pids[i]}" 2>/dev/null || status=$?
+    node_status[i]=$status
+done
+
+# --- check --------------------------------------------------------------------------------------------------------
+((coordinator_status == 0)) || die "the coordinator exited with status $coordinator_status"
+line=$(grep -E '^round [0-9]+: global accuracy ' "$work/coordinator.log" | tail -n 1) \
+    || die "the coordinator's log has no 'round N: global accuracy' line"
+round=$(sed -E 's/^round ([0-9]+):.*/\1/' <<<"$line")
+result=$work/coordinator/result-round-$round.json
+[[ -s $result ]] || die "the coordinator did not write $result"
+grep -q '"global"' "$result" || die "$result has no global report"
+submitted=$(grep -c '"submitted" : true' "$result" || true)
+((submitted >= 1)) || die "$result lists no submitted node"
+for i in "${!nodes[@]}"; do
+    node=${nodes[i]}
+    if ((node_status[i] == 0)); then
+        say "$node: $(grep -E "^node $node:" "$work/$node.log" | tail -n 1 | sed -E "s/^node $node: //" || true)"
+    else
+        reason=$(grep -E '^Error: ' "$work/$node.log" | tail -n 1 | sed -E 's/^Error: //' || true)
+        say "$node: exited with status ${node_status[i]}: ${reason:-see its log}"
+    fi
+done
+if [[ -s $work/metrics.txt ]]; then
+    say "metrics scraped from ${nodes[0]}'s namespace: $(grep -E '^feddistill_(submissions_total|round_state|global_accuracy)' \
+        "$work/metrics.txt" | tr '\n' ' ')"
+elif command -v curl >/dev/null; then
+    die "no metrics could be scraped from http://$coordinator_ip:$metrics_port/metrics"
+fi
+say "$line ($submitted of ${#nodes[@]} node sets merged; result in result-round-$round.json)"
+say "passed in $((SECONDS - start_time)) s"
