@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/feddistill
 DEBUG_BIN := .build/debug/feddistill
 
-.PHONY: all deps build release test demo bench fuzz clean help
+.PHONY: all deps build release test demo bench fuzz clean help netns-cluster compose-config compose-smoke
 
 all: build
 
@@ -15,6 +15,9 @@ help:
 	@echo "make bench    release build + feddistill bench"
 	@echo "make release  release build of feddistill"
 	@echo "make fuzz     30-second libFuzzer run of the envelope parser (FUZZ_SECONDS=N)"
+	@echo "make netns-cluster   a round with the coordinator and 3 nodes in separate network namespaces (root)"
+	@echo "make compose-config  validate docker/compose.yaml and its overrides with docker-compose"
+	@echo "make compose-smoke   run the docker compose cluster on a private dockerd, no registry needed (root)"
 
 deps:
 	@scripts/install-deps.sh
@@ -22,8 +25,9 @@ deps:
 build: deps
 	$(SWIFT) build --product feddistill
 
+# Statically linked Swift runtime: the same binary the container image packages (docker/Dockerfile).
 release: deps
-	$(SWIFT) build -c release --product feddistill
+	$(SWIFT) build -c release --static-swift-stdlib --product feddistill
 
 test: deps
 	$(SWIFT) build --build-tests
@@ -43,6 +47,23 @@ bench: release
 FUZZ_SECONDS ?= 30
 fuzz: deps
 	scripts/fuzz-envelope.sh $(FUZZ_SECONDS)
+
+# Deployment checks (docs/operations.md). Both scripts need root and take the binary from FEDDISTILL_BIN, default
+# $(RELEASE_BIN); both clean up after themselves, also on failure.
+netns-cluster: release
+	FEDDISTILL_BIN=$(RELEASE_BIN) scripts/netns-cluster.sh
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+compose-config:
+	@command -v docker-compose >/dev/null || { echo "installing docker-compose" >&2; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		docker-compose >/dev/null; }
+	docker-compose -f docker/compose.yaml config -q
+	docker-compose -f docker/compose.yaml -f docker/compose.host.yaml config -q
+	docker-compose -f docker/compose.yaml -f docker/compose.metrics.yaml config -q
+
+compose-smoke: release
+	FEDDISTILL_BIN=$(RELEASE_BIN) scripts/compose-smoke.sh
 
 clean:
 	rm -rf .build
