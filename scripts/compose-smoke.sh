@@ -24,6 +24,8 @@
 #   FEDDISTILL_SMOKE_PORT      coordinator port on loopback (default 17443; metrics on the port after it)
 #   FEDDISTILL_SMOKE_TIMEOUT   seconds allowed for `compose up` (default 1200)
 #   FEDDISTILL_SMOKE_KEEP      1: keep the temporary directory (logs; dockerd is still stopped)
+#   FEDDISTILL_SMOKE_MNIST_SOURCE  a directory of MNIST IDX files: first import them into the `data` volume with the
+#                              `mnist` profile's fetch-mnist service (then FEDDISTILL_DATASET=mnist runs the round on it)
 #   DEBIAN_MIRROR              mirror for debootstrap (default: the host's apt mirror, else deb.debian.org)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -186,6 +188,12 @@ DOCKER_BUILDKIT=0 docker build --network host -f "$context/docker/Dockerfile" --
 say "image $image built, user $(docker image inspect -f '{{.Config.User}}' "$image") ($((SECONDS - start_time)) s)"
 
 # --- 4. the cluster ----------------------------------------------------------------------------------------------------
+if [[ -n ${FEDDISTILL_SMOKE_MNIST_SOURCE:-} ]]; then
+    FEDDISTILL_MNIST_SOURCE=$(readlink -f "$FEDDISTILL_SMOKE_MNIST_SOURCE") \
+        "${compose[@]}" --profile mnist run --rm fetch-mnist >"$tmp/fetch-mnist.log" 2>&1 \
+        || die "fetch-mnist failed: $(tail -n 5 "$tmp/fetch-mnist.log")"
+    say "fetch-mnist: $(grep -E '^mnist: ' "$tmp/fetch-mnist.log" || echo 'no summary line')"
+fi
 up_start=$SECONDS
 say "docker-compose up: certs, coordinator on 127.0.0.1:$port (metrics :$metrics_port), node-1..3 (timeout ${timeout_seconds} s)"
 timeout "$timeout_seconds" "${compose[@]}" up --no-build --no-color >"$tmp/compose.log" 2>&1 &
