@@ -24,6 +24,8 @@
 #   FEDDISTILL_SMOKE_PORT      coordinator port on loopback (default 17443; metrics on the port after it)
 #   FEDDISTILL_SMOKE_TIMEOUT   seconds allowed for `compose up` (default 1200)
 #   FEDDISTILL_SMOKE_KEEP      1: keep the temporary directory (logs; dockerd is still stopped)
+#   FEDDISTILL_SMOKE_ROUNDS    rounds to run one after the other on the same volumes (default 1; from the second on,
+#                              the certs service must find the first run's credentials and keep them)
 #   FEDDISTILL_SMOKE_MNIST_SOURCE  a directory of MNIST IDX files: first import them into the `data` volume with the
 #                              `mnist` profile's fetch-mnist service (then FEDDISTILL_DATASET=mnist runs the round on it)
 #   DEBIAN_MIRROR              mirror for debootstrap (default: the host's apt mirror, else deb.debian.org)
@@ -194,43 +196,59 @@ if [[ -n ${FEDDISTILL_SMOKE_MNIST_SOURCE:-} ]]; then
         || die "fetch-mnist failed: $(tail -n 5 "$tmp/fetch-mnist.log")"
     say "fetch-mnist: $(grep -E '^mnist: ' "$tmp/fetch-mnist.log" || echo 'no summary line')"
 fi
-up_start=$SECONDS
-say "docker-compose up: certs, coordinator on 127.0.0.1:$port (metrics :$metrics_port), node-1..3 (timeout ${timeout_seconds} s)"
-timeout "$timeout_seconds" "${compose[@]}" up --no-build --no-color >"$tmp/compose.log" 2>&1 &
-up_pid=$!
-# Scrape while the round runs; the last scrape before the coordinator exits shows the whole round.
-while kill -0 "$up_pid" 2>/dev/null; do
-    curl -fsS -m 2 "http://127.0.0.1:$metrics_port/metrics" >"$tmp/metrics.partial" 2>/dev/null \
-        && mv "$tmp/metrics.partial" "$tmp/metrics.txt"
-    sleep 3
-done
-wait "$up_pid" || die "docker-compose up failed or timed out (status $?)"
-up_seconds=$((SECONDS - up_start))
-
-# --- 5. checks ---------------------------------------------------------------------------------------------------------
 container() { "${compose[@]}" ps -q "$1"; }
 state() { docker inspect -f '{{.State.ExitCode}} {{.RestartCount}}' "$(container "$1")" 2>/dev/null || echo "unknown ?"; }
-read -r code restarts <<<"$(state certs)"
-[[ $code == 0 ]] || die "the certs service exited with $code"
-read -r code restarts <<<"$(state coordinator)"
-[[ $code == 0 ]] || die "the coordinator exited with $code (restarts: $restarts)"
-"${compose[@]}" logs --no-color coordinator >"$tmp/coordinator.log" 2>&1
-line=$(grep -oE 'round [0-9]+: global accuracy .*' "$tmp/coordinator.log" | tail -n 1) \
-    || die "no 'round N: global accuracy' line in the coordinator's log"
-volume=$(docker volume inspect -f '{{.Mountpoint}}' "${project}_results")
-result=$volume/result-round-1.json
-[[ -s $result ]] || die "result-round-1.json is not in the results volume"
-grep -q '"global"' "$result" || die "result-round-1.json has no global report"
-submitted=$(grep -c '"submitted" : true' "$result" || true)
-for node in node-1 node-2 node-3; do
-    read -r code restarts <<<"$(state "$node")"
-    summary=$("${compose[@]}" logs --no-color "$node" 2>/dev/null | grep -oE "node $node: .*" | tail -n 1 || true)
-    say "$node: exit $code, restarts $restarts: ${summary:-no summary line}"
-done
-if docker network ls --format '{{.Name}}' | grep -q "^${project}_"; then die "compose created a network"; fi
-grep -q '^feddistill_submissions_total{outcome="stored"}' "$tmp/metrics.txt" 2>/dev/null \
-    || die "no metrics were scraped from http://127.0.0.1:$metrics_port/metrics"
-say "metrics: $(grep -E '^feddistill_(submissions_total\{outcome="stored"\}|round_state|global_accuracy)' "$tmp/metrics.txt" \
-    | tr '\n' ' ')"
-say "coordinator: $line; $submitted of 3 node sets merged; result-round-1.json in volume ${project}_results"
-say "passed: compose up ${up_seconds} s, total $((SECONDS - start_time)) s"
+volume=
+
+# run_round N: `up` with FEDDISTILL_ROUND_ID=N on the same volumes, then the checks of step 5.
+run_round() {
+    local round=$1 up_start=$SECONDS code restarts line result submitted summary node
+    export FEDDISTILL_ROUND_ID=$round
+    rm -f "$tmp/metrics.txt"
+    say "round $round: docker-compose up: certs, coordinator on 127.0.0.1:$port (metrics :$metrics_port), node-1..3" \
+        "(timeout ${timeout_seconds} s)"
+    timeout "$timeout_seconds" "${compose[@]}" up --no-build --no-color >"$tmp/compose.log" 2>&1 &
+    local up_pid=$!
+    # Scrape while the round runs; the last scrape before the coordinator exits shows the whole round.
+    while kill -0 "$up_pid" 2>/dev/null; do
+        curl -fsS -m 2 "http://127.0.0.1:$metrics_port/metrics" >"$tmp/metrics.partial" 2>/dev/null \
+            && mv "$tmp/metrics.partial" "$tmp/metrics.txt"
+        sleep 3
+    done
+    wait "$up_pid" || die "docker-compose up failed or timed out (status $?)"
+    local up_seconds=$((SECONDS - up_start))
+
+    # --- 5. checks -----------------------------------------------------------------------------------------------------
+    read -r code restarts <<<"$(state certs)"
+    [[ $code == 0 ]] || die "the certs service exited with $code"
+    if ((round > 1)); then
+        "${compose[@]}" logs --no-color certs 2>&1 | grep -q 'provision: CA present' \
+            || die "the certs service did not find the credentials of the first run"
+    fi
+    read -r code restarts <<<"$(state coordinator)"
+    [[ $code == 0 ]] || die "the coordinator exited with $code (restarts: $restarts)"
+    "${compose[@]}" logs --no-color coordinator >"$tmp/coordinator.log" 2>&1
+    line=$(grep -oE "round $round: global accuracy .*" "$tmp/coordinator.log" | tail -n 1) \
+        || die "no 'round $round: global accuracy' line in the coordinator's log"
+    volume=$(docker volume inspect -f '{{.Mountpoint}}' "${project}_results")
+    result=$volume/result-round-$round.json
+    [[ -s $result ]] || die "result-round-$round.json is not in the results volume"
+    grep -q '"global"' "$result" || die "result-round-$round.json has no global report"
+    submitted=$(grep -c '"submitted" : true' "$result" || true)
+    for node in node-1 node-2 node-3; do
+        read -r code restarts <<<"$(state "$node")"
+        summary=$("${compose[@]}" logs --no-color "$node" 2>/dev/null | grep -oE "node $node: .*" | tail -n 1 || true)
+        say "round $round: $node: exit $code, restarts $restarts: ${summary:-no summary line}"
+    done
+    if docker network ls --format '{{.Name}}' | grep -q "^${project}_"; then die "compose created a network"; fi
+    grep -q '^feddistill_submissions_total{outcome="stored"}' "$tmp/metrics.txt" 2>/dev/null \
+        || die "no metrics were scraped from http://127.0.0.1:$metrics_port/metrics"
+    say "round $round: metrics: $(grep -E '^feddistill_(submissions_total\{outcome="stored"\}|round_state|global_accuracy)' \
+        "$tmp/metrics.txt" | tr '\n' ' ')"
+    say "round $round: coordinator: $line; $submitted of 3 node sets merged; result-round-$round.json in volume" \
+        "${project}_results (compose up ${up_seconds} s)"
+}
+
+rounds=${FEDDISTILL_SMOKE_ROUNDS:-1}
+for ((round = 1; round <= rounds; round++)); do run_round "$round"; done
+say "passed: $rounds round(s), total $((SECONDS - start_time)) s"
