@@ -57,6 +57,11 @@ public final class CoordinatorDatabase: Sendable {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         }
+        // Create the file 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database's mode.
+        if !FileManager.default.fileExists(atPath: path) {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            if fd >= 0 { close(fd) }
+        }
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             // WAL (DatabasePool's default) with a full fsync at every commit: a committed submission survives a crash.

@@ -65,6 +65,7 @@ public actor RoundCoordinator {
             logger.info("resuming stored submission", metadata: ["node.id": "\(record.nodeID)", "round.id": "\(record.roundID)"])
             act(machine.submissionStored(from: record.nodeID, now: Date()))
         }
+        metrics.submissionsInRound.record(machine.submitted.count)
         // A round that had closed before a crash (it was merging) closes again at once with what it holds.
         if storedState == "closed", result == nil, failure == nil {
             act(machine.closeNow())
@@ -140,6 +141,7 @@ public actor RoundCoordinator {
             $0.nodeSubmitted.envelopeDigest = Data(submission.digest)
         }
         act(machine.submissionStored(from: node, now: Date()))
+        metrics.submissionsInRound.record(machine.submitted.count)
         return submission.receipt(storedAtUnixSeconds: stored.storedAtUnixSeconds)
     }
 

@@ -30,6 +30,11 @@ struct CoordinatorDatabaseTests {
         #expect(synchronous == 2, "FULL: every commit is fsynced before a receipt goes out")
         let attributes = try FileManager.default.attributesOfItem(atPath: reopened.path)
         #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o077 } == 0, "the database is private to its owner")
+        for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: reopened.path + suffix) {
+            let mode = try FileManager.default.attributesOfItem(atPath: reopened.path + suffix)[.posixPermissions] as? Int
+            #expect(mode.map { $0 & 0o077 } == 0, "\(suffix) is private too")
+        }
+        #expect(FileManager.default.fileExists(atPath: reopened.path + "-wal"))
     }
 
     @Test func sameEnvelopeIsIdempotentAndADifferentOneConflicts() throws {

@@ -111,7 +111,8 @@ struct DistillCommand: ParsableCommand {
         if let json {
             try writeJSON(["dataset": dataset, "method": method.rawValue, "ipc": ipc, "iterations": iterationsRun,
                            "batch_real": batchReal, "init": initialization.rawValue, "seed": seed, "width": model.width,
-                           "dsa": !noDSA, "seconds": seconds, "final_loss": loss, "images": images.count, "out": out], to: json)
+                           "dsa": !noDSA, "seconds": seconds, "final_loss": loss, "images": images.count, "out": out,
+                           "train_range": trainRange ?? "all", "train_records": splits.train.count], to: json)
         }
     }
 }
