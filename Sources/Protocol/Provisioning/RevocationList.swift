@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2
 import SwiftASN1
 import X509
 
@@ -86,8 +85,7 @@ public struct RevocationList: Sendable, Equatable {
     /// Refuses a call whose verified client certificate is revoked.
     /// - Throws: `RPCError(.permissionDenied)` naming the node.
     public func check(_ context: ServerContext) throws(RPCError) {
-        guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context,
-              let certificate = posix.peerCertificate else { return }
+        guard let certificate = PeerIdentity.certificate(of: context) else { return }
         if contains(certificate) {
             let name = (try? PeerIdentity.nodeID(of: certificate)) ?? "unknown"
             throw RPCError(code: .permissionDenied, message: "the certificate of \(name) has been revoked")

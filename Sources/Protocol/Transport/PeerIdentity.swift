@@ -15,10 +15,15 @@ public enum PeerIdentity {
     /// - Throws: `RPCError(.unauthenticated)` if there is no peer certificate (e.g. a plaintext transport),
     ///   `RPCError(.permissionDenied)` if the certificate does not name exactly one node.
     public static func nodeID(of context: ServerContext) throws(RPCError) -> String {
-        guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context,
-            let certificate = posix.peerCertificate
-        else { throw RPCError(code: .unauthenticated, message: "no verified client certificate on this connection") }
+        guard let certificate = certificate(of: context) else {
+            throw RPCError(code: .unauthenticated, message: "no verified client certificate on this connection")
+        }
         return try nodeID(of: certificate)
+    }
+
+    /// The client certificate the TLS handshake verified, if the connection has one.
+    public static func certificate(of context: ServerContext) -> Certificate? {
+        (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate
     }
 
     /// The node id a node certificate names (subject CN, equal to its single SAN DNS name).

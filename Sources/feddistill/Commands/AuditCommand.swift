@@ -48,11 +48,7 @@ struct AuditCommand: ParsableCommand {
         let splits = try data.store.load(parts[0])
         let split = parts[1] == "train" ? splits.train : splits.test
         guard parts.count == 3 else { return split }
-        let bounds = parts[2].split(separator: "-").compactMap { Int($0) }
-        guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= split.count else {
-            throw CommandFailure("range '\(parts[2])' in '\(spec)' must be FIRST-LAST within 0...\(split.count)")
-        }
-        return split.subset(Array(bounds[0]..<bounds[1]))
+        return try split.records(inRange: parts[2], what: "range '\(parts[2])' in '\(spec)'")
     }
 
     func run() throws {

@@ -16,3 +16,14 @@ struct CommandFailure: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
     init(_ error: any Error) { description = String(describing: error) }
 }
+
+extension LabeledImages {
+    /// The records FIRST..<LAST, written "FIRST-LAST"; `what` names the setting in the error.
+    func records(inRange text: String, what: String) throws -> LabeledImages {
+        let bounds = text.split(separator: "-").compactMap { Int($0) }
+        guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= count else {
+            throw CommandFailure("\(what) must be FIRST-LAST within 0...\(count)")
+        }
+        return subset(Array(bounds[0]..<bounds[1]))
+    }
+}

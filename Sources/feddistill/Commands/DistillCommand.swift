@@ -47,11 +47,7 @@ struct DistillCommand: ParsableCommand {
         var splits: DatasetSplits
         do { splits = try data.store.load(dataset) } catch { throw CommandFailure(error) }
         if let trainRange {
-            let bounds = trainRange.split(separator: "-").compactMap { Int($0) }
-            guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= splits.train.count else {
-                throw CommandFailure("--train-range '\(trainRange)' must be FIRST-LAST within 0...\(splits.train.count)")
-            }
-            splits.train = splits.train.subset(Array(bounds[0]..<bounds[1]))
+            splits.train = try splits.train.records(inRange: trainRange, what: "--train-range '\(trainRange)'")
         }
         let descriptor = splits.descriptor
         let network = model.configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount)
