@@ -27,9 +27,13 @@ public struct DistributionMatching: Sendable {
         public var momentum: Float = 0.5
         public var initialization = SyntheticInitialization.noise
         public var seed: UInt64 = 0
+        /// With a budget: DP-DM (see ``PrivacyBudget``); the real batch of a class is then Poisson-sampled at rate
+        /// `batchReal / class size`.
+        public var privacy: PrivacyBudget?
 
         public init(imagesPerClass: Int = 10, iterations: Int = 1000, batchReal: Int = 256, learningRate: Float = 1.0,
-                    momentum: Float = 0.5, initialization: SyntheticInitialization = .noise, seed: UInt64 = 0) {
+                    momentum: Float = 0.5, initialization: SyntheticInitialization = .noise, seed: UInt64 = 0,
+                    privacy: PrivacyBudget? = nil) {
             self.imagesPerClass = imagesPerClass
             self.iterations = iterations
             self.batchReal = batchReal
@@ -37,7 +41,15 @@ public struct DistributionMatching: Sendable {
             self.momentum = momentum
             self.initialization = initialization
             self.seed = seed
+            self.privacy = privacy
         }
+    }
+
+    /// The private-mean mechanism of one iteration: Poisson sampling, clipping and the noise on each class sum.
+    public struct PrivateMeans: Sendable {
+        public var clipNorm: Float
+        /// Standard deviation of the Gaussian noise on each coordinate of a class sum (σ · clip norm).
+        public var noiseStandardDeviation: Float
     }
 
     /// The image learning rate to use when none is given: the reference 1.0 for 28×28 and 32×32 images (2,048
@@ -61,6 +73,17 @@ public struct DistributionMatching: Sendable {
 
     /// Progress of a run: iteration (1-based) and that iteration's loss. Return `false` to stop early.
     public typealias Progress = (_ iteration: Int, _ loss: Double) -> Bool
+
+    /// Intermediate sets: `body` receives the images after every `every`-th iteration (for accuracy-vs-iterations
+    /// curves from a single run).
+    public struct Snapshots {
+        public var every: Int
+        public var body: (_ iteration: Int, _ images: LabeledImages) -> Void
+        public init(every: Int, body: @escaping (_ iteration: Int, _ images: LabeledImages) -> Void) {
+            self.every = every
+            self.body = body
+        }
+    }
 
     /// Initial synthetic images for the classes present in `real` (`imagesPerClass` each, grouped by class).
     public static func initialImages(_ real: LabeledImages, imagesPerClass: Int, initialization: SyntheticInitialization,
@@ -88,15 +111,36 @@ public struct DistributionMatching: Sendable {
         return LabeledImages.concatenate(parts)
     }
 
+    /// The noise a DP run on `real` uses (nil without a privacy budget): the sampling rate of the smallest class, and
+    /// the smallest noise multiplier whose ε over `iterations` steps fits the budget.
+    public func calibration(for real: LabeledImages) -> PrivacyCalibration? {
+        guard let budget = options.privacy else { return nil }
+        let smallest = real.indicesByClass().map(\.count).filter { $0 > 0 }.min() ?? 1
+        let rate = min(1, Double(options.batchReal) / Double(smallest))
+        let steps = max(options.iterations, 1)
+        let sigma = GaussianAccountant.noiseMultiplier(epsilon: budget.epsilon, delta: budget.delta, sampleRate: rate, steps: steps)
+        var shapeRNG = RandomSource(seed: 0)
+        let featureShape = ConvNet(network, using: &shapeRNG).featureShape
+        return PrivacyCalibration(sampleRate: rate, noiseMultiplier: sigma, steps: steps,
+                                  clipNorm: budget.clipNorm(featureShape: featureShape),
+                                  epsilon: GaussianAccountant.epsilon(sampleRate: rate, noiseMultiplier: sigma, steps: steps, delta: budget.delta),
+                                  delta: budget.delta)
+    }
+
     /// Learns a synthetic set from `real`, starting from `initial` images (see ``initialImages``). With
-    /// `sampleWeights` (one per real image), each class's real mean embedding is the weighted mean.
+    /// `sampleWeights` (one per real image), each class's real mean embedding is the weighted mean. With a privacy
+    /// budget the initial images must not come from `real` (use `.noise`), and `sampleWeights` must be nil.
     /// - Returns: the learned images, the last iteration's loss and the iterations run.
     public func distill(_ real: LabeledImages, from initial: LabeledImages, sampleWeights: [Float]? = nil,
-                        progress: Progress? = nil) -> (images: LabeledImages, loss: Double, iterations: Int) {
+                        snapshots: Snapshots? = nil, progress: Progress? = nil) -> (images: LabeledImages, loss: Double, iterations: Int) {
         var rng = RandomSource(seed: options.seed).derived(1)
         let realByClass = real.indicesByClass()
         let synByClass = initial.indicesByClass()
         let classes = (0..<real.classCount).filter { !realByClass[$0].isEmpty && !synByClass[$0].isEmpty }
+        precondition(options.privacy == nil || sampleWeights == nil, "DP-DM does not take sample weights")
+        let privateMeans = calibration(for: real).map {
+            PrivateMeans(clipNorm: $0.clipNorm, noiseStandardDeviation: Float($0.noiseMultiplier) * $0.clipNorm)
+        }
         var syn = [initial.images]  // the one "parameter" the image optimiser updates
         var optimizer = SGD(learningRate: options.learningRate, momentum: options.momentum)
         var lastLoss = 0.0
@@ -106,10 +150,14 @@ public struct DistributionMatching: Sendable {
             let net = ConvNet(network, using: &netRNG)
             let (loss, gradient) = Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: syn[0],
                                                                 synByClass: synByClass, classes: classes, batchReal: options.batchReal,
-                                                                augmentation: augmentation, sampleWeights: sampleWeights, rng: &rng)
+                                                                augmentation: augmentation, sampleWeights: sampleWeights,
+                                                                privateMeans: privateMeans, rng: &rng)
             optimizer.step(&syn, gradients: [gradient])
             lastLoss = loss
             completed = iteration
+            if let snapshots, snapshots.every > 0, iteration % snapshots.every == 0 {
+                snapshots.body(iteration, LabeledImages(images: syn[0], labels: initial.labels, classCount: initial.classCount))
+            }
             if let progress, !progress(iteration, loss) { break }
         }
         return (LabeledImages(images: syn[0], labels: initial.labels, classCount: initial.classCount), lastLoss, completed)
@@ -117,16 +165,26 @@ public struct DistributionMatching: Sendable {
 
     /// `Σ_c ‖mean φ(A_c(real_c)) − mean φ(A_c(syn_c))‖²` for one network φ and per-class DSA draws `A_c`, and its
     /// gradient with respect to the synthetic images. Real embeddings need the forward pass only.
+    ///
+    /// With `privateMeans` (DP-DM), each class's real batch is a Poisson sample and its mean is replaced by
+    /// ``privateMean(_:rows:features:reference:expectedCount:mechanism:rng:)`` centred on the class's synthetic mean.
     public static func matchingLossAndGradient(net: ConvNet, real: LabeledImages, realByClass: [[Int]], syn: Tensor,
                                                synByClass: [[Int]], classes: [Int], batchReal: Int, augmentation: DSA?,
-                                               sampleWeights: [Float]? = nil,
+                                               sampleWeights: [Float]? = nil, privateMeans: PrivateMeans? = nil,
                                                rng: inout RandomSource) -> (loss: Double, gradient: Tensor) {
         var realParts: [Tensor] = [], synParts: [Tensor] = [], draws: [DSA.Draw?] = []
         var realCounts: [Int] = [], synCounts: [Int] = []
         var realWeightParts: [[Float]] = []
         for c in classes {
             let members = realByClass[c]
-            let picks = members.count <= batchReal ? members : rng.choose(batchReal, from: members)
+            let picks: [Int]
+            if privateMeans != nil {
+                // Poisson sampling at rate min(1, batchReal / class size), never above the accounted rate.
+                let rate = Double(batchReal) / Double(members.count)
+                picks = rate >= 1 ? members : members.filter { _ in rng.unitDouble() < rate }
+            } else {
+                picks = members.count <= batchReal ? members : rng.choose(batchReal, from: members)
+            }
             var realBatch = real.images.gather(picks)
             var synBatch = syn.gather(synByClass[c])
             var draw: DSA.Draw?
@@ -146,16 +204,22 @@ public struct DistributionMatching: Sendable {
         var dEmbedding = Tensor(shape: synEmbedding.shape)
         var loss = 0.0
         var realRow = 0, synRow = 0
-        for (k, _) in classes.enumerated() {
+        for (k, c) in classes.enumerated() {
             var realMean = [Double](repeating: 0, count: features), synMean = [Double](repeating: 0, count: features)
-            let weights = realWeightParts.isEmpty ? [Float](repeating: 1, count: realCounts[k]) : realWeightParts[k]
-            let weightSum = Double(weights.reduce(0, +))
-            for r in 0..<realCounts[k] {
-                let w = Double(weights[r]) / weightSum
-                for f in 0..<features { realMean[f] += w * Double(realEmbedding.storage[(realRow + r) * features + f]) }
-            }
             for s in 0..<synCounts[k] {
                 for f in 0..<features { synMean[f] += Double(synEmbedding.storage[(synRow + s) * features + f]) / Double(synCounts[k]) }
+            }
+            if let privateMeans {
+                // Centred on the synthetic mean (public: a function of earlier releases), clipped, summed, noised.
+                realMean = privateMean(realEmbedding, rows: realRow..<(realRow + realCounts[k]), features: features, reference: synMean,
+                                       expectedCount: Double(min(batchReal, realByClass[c].count)), mechanism: privateMeans, rng: &rng)
+            } else {
+                let weights = realWeightParts.isEmpty ? [Float](repeating: 1, count: realCounts[k]) : realWeightParts[k]
+                let weightSum = Double(weights.reduce(0, +))
+                for r in 0..<realCounts[k] {
+                    let w = Double(weights[r]) / weightSum
+                    for f in 0..<features { realMean[f] += w * Double(realEmbedding.storage[(realRow + r) * features + f]) }
+                }
             }
             for f in 0..<features {
                 let d = synMean[f] - realMean[f]
@@ -176,5 +240,26 @@ public struct DistributionMatching: Sendable {
             synRow += synCounts[k]
         }
         return (loss, gradient)
+    }
+
+    /// The private estimate of a class's mean embedding: `reference + (Σ clip(φ(x) − reference) + N(0, s²·I)) / n`,
+    /// where each record's deviation from the (public) reference is clipped to the clip norm, s is the mechanism's noise
+    /// standard deviation and n the expected Poisson batch size. Adding or removing one record moves the sum by at most
+    /// the clip norm, which is what the accountant assumes.
+    static func privateMean(_ embeddings: Tensor, rows: Range<Int>, features: Int, reference: [Double], expectedCount: Double,
+                            mechanism: PrivateMeans, rng: inout RandomSource) -> [Double] {
+        var sum = [Double](repeating: 0, count: features)
+        var deviation = [Double](repeating: 0, count: features)
+        let bound = Double(mechanism.clipNorm)
+        for r in rows {
+            var squared = 0.0
+            for f in 0..<features {
+                deviation[f] = Double(embeddings.storage[r * features + f]) - reference[f]
+                squared += deviation[f] * deviation[f]
+            }
+            let scale = min(1, bound / max(squared.squareRoot(), .leastNormalMagnitude))
+            for f in 0..<features { sum[f] += scale * deviation[f] }
+        }
+        return (0..<features).map { f in reference[f] + (sum[f] + Double(mechanism.noiseStandardDeviation * rng.normal())) / expectedCount }
     }
 }

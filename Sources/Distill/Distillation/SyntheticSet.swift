@@ -27,10 +27,13 @@ public struct SyntheticSet: Sendable {
         public var softwareVersion: String
         /// Real images per class the set was distilled from (used as merge weights; empty when unknown).
         public var sourceClassCounts: [Int]
+        /// The differential-privacy guarantee of a DP-DM set (nil: none).
+        public var privacy: PrivacyCalibration?
 
         public init(dataset: String, imageShape: [Int], classCount: Int, normalization: Normalization, method: String,
                     imagesPerClass: Int, iterations: Int, initialization: String, seed: UInt64,
-                    softwareVersion: String = FedDistillInfo.version, sourceClassCounts: [Int] = []) {
+                    softwareVersion: String = FedDistillInfo.version, sourceClassCounts: [Int] = [],
+                    privacy: PrivacyCalibration? = nil) {
             self.dataset = dataset
             self.imageShape = imageShape
             self.classCount = classCount
@@ -42,17 +45,20 @@ public struct SyntheticSet: Sendable {
             self.seed = seed
             self.softwareVersion = softwareVersion
             self.sourceClassCounts = sourceClassCounts
+            self.privacy = privacy
         }
 
         var strings: [String: String] {
             func json<T: Encodable>(_ value: T) -> String {
                 String(decoding: (try? JSONEncoder().encode(value)) ?? Data(), as: UTF8.self)
             }
-            return ["dataset": dataset, "image_shape": json(imageShape), "class_count": String(classCount),
+            var strings = ["dataset": dataset, "image_shape": json(imageShape), "class_count": String(classCount),
                     "normalization_mean": json(normalization.mean), "normalization_std": json(normalization.std),
                     "method": method, "ipc": String(imagesPerClass), "iterations": String(iterations),
                     "init": initialization, "seed": String(seed), "software_version": softwareVersion,
                     "source_class_counts": json(sourceClassCounts), "format": "feddistill.synthetic-set.v1"]
+            if let privacy { strings["differential_privacy"] = json(privacy) }
+            return strings
         }
 
         init(strings: [String: String], path: String) throws(DatasetError) {
@@ -79,7 +85,8 @@ public struct SyntheticSet: Sendable {
                       classCount: try integer("class_count"), normalization: Normalization(mean: mean, std: std),
                       method: try field("method"), imagesPerClass: try integer("ipc"), iterations: try integer("iterations"),
                       initialization: try field("init"), seed: seed, softwareVersion: try field("software_version"),
-                      sourceClassCounts: (try? decode("source_class_counts", as: [Int].self)) ?? [])
+                      sourceClassCounts: (try? decode("source_class_counts", as: [Int].self)) ?? [],
+                      privacy: strings["differential_privacy"] == nil ? nil : try decode("differential_privacy", as: PrivacyCalibration.self))
         }
     }
 
