@@ -182,8 +182,16 @@ public final class CoordinatorDatabase: Sendable {
     }
 
     /// Number of stored submissions over all rounds.
-    public func submissionCount() throws -> Int {
-        try guarded { try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM submission") ?? 0 } }
+    /// The number of stored submissions, of one round or of all.
+    public func submissionCount(round: UInt64? = nil) throws -> Int {
+        try guarded {
+            try pool.read { db in
+                if let round {
+                    return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM submission WHERE round_id = ?", arguments: [Int64(round)]) ?? 0
+                }
+                return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM submission") ?? 0
+            }
+        }
     }
 
     // MARK: Nodes
@@ -203,6 +211,10 @@ public final class CoordinatorDatabase: Sendable {
     /// Ids of every node that ever joined.
     public func nodes() throws -> [String] {
         try guarded { try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM node ORDER BY id") } }
+    }
+
+    public func nodeCount() throws -> Int {
+        try guarded { try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM node") ?? 0 } }
     }
 
     // MARK: Rounds

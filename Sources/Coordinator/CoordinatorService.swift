@@ -23,14 +23,21 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
 
     /// Refuses revoked certificates and nodes outside the federation; returns the verified node id.
     func admit(_ claimedNodeID: String?, context: ServerContext) throws -> String {
-        do {
-            try RevocationList.load(fromDirectory: round.configuration.credentialsDirectory).check(context)
+        try refusingRevoked(context) {
             let node = try claimedNodeID.map { try PeerIdentity.requireNode($0, context: context) }
                 ?? PeerIdentity.nodeID(of: context)
             guard round.configuration.expectedNodes.contains(node) else {
                 throw RPCError(code: .permissionDenied, message: "node \(node) is not registered in this federation")
             }
             return node
+        }
+    }
+
+    /// Runs `body` for a peer whose certificate is not revoked (the list is read on every call and fails closed).
+    func refusingRevoked<T>(_ context: ServerContext, _ body: () throws -> T) throws -> T {
+        do {
+            try RevocationList.load(fromDirectory: round.configuration.credentialsDirectory).check(context)
+            return try body()
         } catch let error as RPCError {
             round.metrics.refusedCalls.increment()
             logger.notice("call refused", metadata: ["reason": "\(error.message)"])
@@ -69,6 +76,7 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
     }
 
     public func status(request: Feddistill_V1_StatusRequest, context: ServerContext) async throws -> Feddistill_V1_StatusResponse {
+        try refusingRevoked(context) {}
         do { return try await round.status() } catch {
             logger.error("cannot read the coordinator database", metadata: ["error": "\(error)"])
             throw RPCError(code: .unavailable, message: "the coordinator cannot read its state right now")

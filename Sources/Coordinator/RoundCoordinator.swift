@@ -160,8 +160,8 @@ public actor RoundCoordinator {
     func status() throws -> Feddistill_V1_StatusResponse {
         var response = Feddistill_V1_StatusResponse()
         response.rounds = UInt64(try database.roundCount())
-        response.nodes = UInt64(try database.nodes().count)
-        response.submissions = UInt64(try database.records(round: configuration.roundID).count)
+        response.nodes = UInt64(try database.nodeCount())
+        response.submissions = UInt64(try database.submissionCount(round: configuration.roundID))
         response.currentRoundID = configuration.roundID
         return response
     }
@@ -232,7 +232,7 @@ public actor RoundCoordinator {
         let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: database, sealingKeys: sealingKeys,
                                   nodeKeys: nodeKeys, logger: logger)
         do {
-            let result = try await runOffThePool { try work.run(submitted: submitted, failures: failures) }
+            let result = try await Parallel.offThePool { try work.run(submitted: submitted, failures: failures) }
             self.result = result
             metrics.roundState.record(2)
             metrics.globalAccuracy.record(result.global.mean)
@@ -273,13 +273,4 @@ public actor RoundCoordinator {
 public struct RoundFailure: Error, CustomStringConvertible {
     public let reason: String
     public var description: String { "round failed: \(reason)" }
-}
-
-/// Runs heavy numerics on a thread of its own so that the cooperative pool keeps serving RPCs.
-func runOffThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread { continuation.resume(with: Result { try body() }) }
-        thread.stackSize = 16 << 20
-        thread.start()
-    }
 }

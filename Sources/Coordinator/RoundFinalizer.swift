@@ -12,6 +12,8 @@ public struct RoundResult: Sendable {
         public var images: Int
         public var privacyAuditJSON: String
         public var failure: String?
+        /// The set's differential-privacy guarantee, when it was distilled with DP-DM.
+        public var differentialPrivacy: PrivacyCalibration?
     }
 
     public var roundID: UInt64
@@ -33,6 +35,10 @@ public struct RoundResult: Sendable {
                 var entry: [String: Any] = ["id": node.id, "submitted": node.submitted, "bytes_sent": node.bytesSent, "images": node.images]
                 if let failure = node.failure { entry["failure"] = failure }
                 if !node.privacyAuditJSON.isEmpty { entry["privacy_audit"] = node.privacyAuditJSON }
+                if let dp = node.differentialPrivacy {
+                    entry["differential_privacy"] = ["epsilon": dp.epsilon, "delta": dp.delta, "noise_multiplier": dp.noiseMultiplier,
+                                                     "sample_rate": dp.sampleRate, "clip_norm": Double(dp.clipNorm), "steps": dp.steps]
+                }
                 return entry
             },
             "phase_seconds": phaseSeconds, "global_set": globalSetPath,
@@ -71,7 +77,7 @@ struct RoundFinalizer: Sendable {
                 try set.check(fits: descriptor)
                 submissions.append(NodeSubmission(nodeID: node, set: set))
                 nodes.append(.init(id: node, submitted: true, bytesSent: record?.bytes ?? 0, images: set.data.count,
-                                   privacyAuditJSON: record?.privacyAuditJSON ?? ""))
+                                   privacyAuditJSON: record?.privacyAuditJSON ?? "", differentialPrivacy: set.metadata.privacy))
             } catch {
                 failures[node] = "stored set unusable: \(error)"
             }

@@ -33,6 +33,9 @@ public struct NodeConfiguration: Sendable, Codable {
     /// when an attack beats chance or TPR at 1% FPR exceeds `maxTPRAt1PercentFPR`. `false` disables it.
     public var privacyGate = true
     public var maxTPRAt1PercentFPR = 0.1
+    /// Distill with differential privacy (DP-DM) at this ε; nil: plain DM.
+    public var dpEpsilon: Double?
+    public var dpDelta = 1e-5
 
     public init() {}
 }
@@ -153,26 +156,23 @@ public struct NodeRunner: Sendable {
                          progress: Progress?) async throws -> SyntheticSet {
         let config = configuration
         let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width)
-        return try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                var rng = RandomSource(seed: config.seed)
-                let initial = DistributionMatching.initialImages(data, imagesPerClass: ipc, initialization: .noise, using: &rng)
-                let dm = DistributionMatching(
-                    options: .init(imagesPerClass: ipc, iterations: iterations,
-                                   learningRate: DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
-                                   seed: config.seed),
-                    network: network, augmentation: DSA(dataset: descriptor.name))
-                let result = dm.distill(data, from: initial) { iteration, _ in
-                    progress?("distill", iteration, iterations)
-                    return true
-                }
-                continuation.resume(returning: SyntheticSet(data: result.images, metadata: .init(
-                    dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
-                    normalization: descriptor.normalization, method: "dm", imagesPerClass: ipc, iterations: result.iterations,
-                    initialization: "noise", seed: config.seed, sourceClassCounts: data.classCounts())))
+        return try await Parallel.offThePool {
+            var rng = RandomSource(seed: config.seed)
+            let initial = DistributionMatching.initialImages(data, imagesPerClass: ipc, initialization: .noise, using: &rng)
+            let dm = DistributionMatching(
+                options: .init(imagesPerClass: ipc, iterations: iterations,
+                               learningRate: DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
+                               seed: config.seed, privacy: config.dpEpsilon.map { PrivacyBudget(epsilon: $0, delta: config.dpDelta) }),
+                network: network, augmentation: DSA(dataset: descriptor.name))
+            let result = dm.distill(data, from: initial) { iteration, _ in
+                progress?("distill", iteration, iterations)
+                return true
             }
-            thread.stackSize = 16 << 20
-            thread.start()
+            return SyntheticSet(data: result.images, metadata: .init(
+                dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
+                normalization: descriptor.normalization, method: "dm", imagesPerClass: ipc, iterations: result.iterations,
+                initialization: "noise", seed: config.seed, sourceClassCounts: data.classCounts(),
+                privacy: dm.calibration(for: data)))
         }
     }
 
@@ -182,35 +182,31 @@ public struct NodeRunner: Sendable {
                        descriptor: DatasetDescriptor) async throws -> (String, Bool, String) {
         let config = configuration
         guard !nonMembers.labels.isEmpty, !members.labels.isEmpty else { return ("{}", true, "") }
-        return try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                var options = MembershipAudit.Options(
-                    network: ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width),
-                    augmentation: nil)
-                options.attacks = [.dcr, .dcrEmbedding, .loss]
-                options.epochs = 100
-                options.includeBaseline = false  // the gate judges the set only
-                options.seed = config.seed
-                // Equal-sized member and non-member samples keep the test balanced.
-                let count = min(members.count, nonMembers.count)
-                let report = MembershipAudit(options: options).run(set: set, members: members.subset(Array(0..<count)),
-                                                                   nonMembers: nonMembers)
-                var failures: [String] = []
-                for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
-                    if !metrics.consistentWithChance(alpha: report.alpha) {
-                        failures.append(String(format: "%@ beats chance (AUC %.3f, p = %.4f; TPR@1%%FPR %.3f, p = %.4f; alpha %.4f)",
-                                               name, metrics.auc, metrics.aucPValue, metrics.tprAt1PercentFPR,
-                                               metrics.tprAt1PercentFPRPValue, report.alpha))
-                    }
-                    if metrics.tprAt1PercentFPR > config.maxTPRAt1PercentFPR {
-                        failures.append("\(name) TPR@1%FPR \(metrics.tprAt1PercentFPR) > \(config.maxTPRAt1PercentFPR)")
-                    }
+        return try await Parallel.offThePool {
+            var options = MembershipAudit.Options(
+                network: ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width),
+                augmentation: nil)
+            options.attacks = [.dcr, .dcrEmbedding, .loss]
+            options.epochs = 100
+            options.includeBaseline = false  // the gate judges the set only
+            options.seed = config.seed
+            // Equal-sized member and non-member samples keep the test balanced.
+            let count = min(members.count, nonMembers.count)
+            let report = MembershipAudit(options: options).run(set: set, members: members.subset(Array(0..<count)),
+                                                               nonMembers: nonMembers)
+            var failures: [String] = []
+            for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
+                if !metrics.consistentWithChance(alpha: report.alpha) {
+                    failures.append(String(format: "%@ beats chance (AUC %.3f, p = %.4f; TPR@1%%FPR %.3f, p = %.4f; alpha %.4f)",
+                                           name, metrics.auc, metrics.aucPValue, metrics.tprAt1PercentFPR,
+                                           metrics.tprAt1PercentFPRPValue, report.alpha))
                 }
-                let data = (try? JSONSerialization.data(withJSONObject: report.json(), options: [.sortedKeys])) ?? Data()
-                continuation.resume(returning: (String(decoding: data, as: UTF8.self), failures.isEmpty, failures.joined(separator: "; ")))
+                if metrics.tprAt1PercentFPR > config.maxTPRAt1PercentFPR {
+                    failures.append("\(name) TPR@1%FPR \(metrics.tprAt1PercentFPR) > \(config.maxTPRAt1PercentFPR)")
+                }
             }
-            thread.stackSize = 16 << 20
-            thread.start()
+            let data = (try? JSONSerialization.data(withJSONObject: report.json(), options: [.sortedKeys])) ?? Data()
+            return (String(decoding: data, as: UTF8.self), failures.isEmpty, failures.joined(separator: "; "))
         }
     }
 

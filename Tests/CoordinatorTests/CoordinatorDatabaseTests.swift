@@ -24,6 +24,7 @@ struct CoordinatorDatabaseTests {
         #expect(try reopened.envelope(round: 1, node: "a") == [1, 2, 3])
         #expect(try reopened.records(round: 2).map(\.nodeID) == ["b"])
         #expect(try reopened.submissionCount() == 2)
+        #expect(try reopened.submissionCount(round: 1) == 1 && reopened.submissionCount(round: 3) == 0)
         let mode = try reopened.pool.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
         #expect(mode == "wal")
         let synchronous = try reopened.pool.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") }
@@ -66,7 +67,7 @@ struct CoordinatorDatabaseTests {
         let round = try reopened.openRound(id: 7, now: 500, deadline: 900)
         #expect(round.deadlineUnixSeconds == 160 && round.openedAtUnixSeconds == 100, "a restart keeps the original deadline")
         #expect(round.state == "closed")
-        #expect(try reopened.nodes() == ["a"])
+        #expect(try reopened.nodes() == ["a"] && reopened.nodeCount() == 1)
         try reopened.setRoundState(id: 7, state: "finished", resultJSON: "{\"ok\":1}")
         #expect(try reopened.round(id: 7)?.resultJSON == "{\"ok\":1}")
         #expect(try reopened.roundCount() == 1)

@@ -70,6 +70,9 @@ struct FederatedRoundTests {
                 #expect(result.nodes.filter(\.submitted).map(\.id).sorted() == nodes)
                 #expect(result.global.accuracies.count == 1)
                 #expect(result.baselines["union"] != nil)
+                let dp = result.nodes.first { $0.id == "node-b" }?.differentialPrivacy
+                #expect(dp.map { $0.epsilon <= 4 && $0.epsilon > 3.9 } == true, "node-b's set carries its DP guarantee")
+                #expect(result.nodes.first { $0.id == "node-a" }?.differentialPrivacy == nil)
             }
             var iterator = ports.makeAsyncIterator()
             let port = try #require(await iterator.next())
@@ -81,7 +84,9 @@ struct FederatedRoundTests {
             }
             let reports = try await withThrowingTaskGroup(of: NodeReport.self) { nodesGroup in
                 for (index, node) in nodes.enumerated() {
-                    let runner = NodeRunner(configuration: nodeConfiguration(node, index: index, port: port), logger: logger)
+                    var configuration = nodeConfiguration(node, index: index, port: port)
+                    if node == "node-b" { configuration.dpEpsilon = 4 }  // DP-DM on one node
+                    let runner = NodeRunner(configuration: configuration, logger: logger)
                     nodesGroup.addTask { try await runner.run() }
                 }
                 return try await nodesGroup.reduce(into: []) { $0.append($1) }
@@ -133,7 +138,7 @@ struct FederatedRoundTests {
     }
 
     /// A node that lost its receipt sends the same bytes again and is stored once; a different envelope from the same
-    /// node is refused; a revoked node is refused at join and submit; the round is unaffected throughout.
+    /// node is refused; a revoked node is refused at join, submit and status; the round is unaffected throughout.
     @Test(.timeLimit(.minutes(2))) func resubmissionIsIdempotentAndARevokedNodeIsRefused() async throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let nodes = ["node-a", "node-b"]
@@ -212,6 +217,9 @@ struct FederatedRoundTests {
             }()
             await #expect(throws: RPCError.self) {
                 _ = try await connect("node-b") { try await $0.submitEnvelope(envelope, metadata: revokedMetadata) }
+            }
+            await #expect(throws: RPCError.self, "a revoked certificate cannot read the status either") {
+                _ = try await connect("node-b") { try await $0.status(Feddistill_V1_StatusRequest()) }
             }
             let status = try await connect("node-a") { try await $0.status(Feddistill_V1_StatusRequest()) }
             #expect(status.submissions == 1 && status.nodes == 1, "one stored submission, one joined node")

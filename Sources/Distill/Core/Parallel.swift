@@ -53,6 +53,16 @@ public enum Parallel {
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         forRanges(count) { _, range in for i in range { body(i) } }
     }
+
+    /// Runs heavy numerics on a thread of its own (16 MiB stack), so that Swift's cooperative pool keeps serving
+    /// RPCs and timers while a distillation, merge or audit runs.
+    public static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            thread.stackSize = 16 << 20
+            thread.start()
+        }
+    }
 }
 
 /// Carries a non-Sendable closure into `concurrentPerform`. Safe here because each worker touches a disjoint
