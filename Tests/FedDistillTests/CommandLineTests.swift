@@ -1,4 +1,6 @@
 import ArgumentParser
+import Distill
+import Foundation
 import Testing
 @testable import feddistill
 
@@ -21,8 +23,13 @@ struct CommandLineTests {
     }
 
     @Test func unknownOptionsAreUsageErrors() {
+        let distill = ["distill", "--out", "x.safetensors"]
         for arguments in [["train", "--bogus"], ["datasets", "info"], ["bench", "--batch", "zero"], ["nonsense"],
-                          ["train", "--subset", "all:3"], ["train", "--threads", "0"], ["train", "--norm", "weird"]] {
+                          ["train", "--subset", "all:3"], ["train", "--threads", "0"], ["train", "--norm", "weird"],
+                          distill + ["--dp-epsilon", "1", "--init", "real"], distill + ["--dp-epsilon", "1", "--method", "dc"],
+                          distill + ["--dp-epsilon=0"], distill + ["--dp-epsilon", "1", "--dp-delta", "2"],
+                          distill + ["--dp-epsilon", "1", "--norm", "batch"], distill + ["--snapshot-every", "0"],
+                          distill + ["--snapshot-every", "5", "--method", "random"], ["simulate", "--dp-epsilon=-2"]] {
             #expect(throws: (any Error).self, "\(arguments)") { _ = try FedDistillCommand.parseAsRoot(arguments) }
             do {
                 _ = try FedDistillCommand.parseAsRoot(arguments)
@@ -38,5 +45,26 @@ struct CommandLineTests {
             as? TrainCommand)
         #expect(command.dataset == "mnist" && command.epochs == 3 && command.model.width == 64 && command.seed == 4)
         #expect(TrainCommand.parseSubset("random:10") == 10)
+    }
+
+    /// `distill --dp-epsilon` writes a set whose metadata carries its guarantee; snapshots carry the (smaller) ε of
+    /// their own iteration count.
+    @Test func distillWithDifferentialPrivacyRecordsItsGuarantee() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-dp-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var command = try #require(try FedDistillCommand.parseAsRoot([
+            "distill", "--dataset", "digits", "--ipc", "1", "--iterations", "4", "--width", "8", "--dp-epsilon", "3",
+            "--snapshot-every", "2", "--threads", "1", "--out", directory + "/set.safetensors",
+        ]) as? DistillCommand)
+        try command.run()
+        let set = try SyntheticSet.read(directory + "/set.safetensors")
+        let privacy = try #require(set.metadata.privacy)
+        #expect(privacy.steps == 4 && privacy.epsilon <= 3 && privacy.epsilon > 2.9 && privacy.delta == 1e-5)
+        #expect(privacy.noiseMultiplier > 1 && privacy.clipNorm == PrivacyBudget.defaultClipNorm(featureShape: [8, 1, 1]))
+        let snapshot = try SyntheticSet.read(directory + "/set-it2.safetensors")
+        let early = try #require(snapshot.metadata.privacy)
+        #expect(early.steps == 2 && early.epsilon < privacy.epsilon && early.noiseMultiplier == privacy.noiseMultiplier)
+        #expect(snapshot.metadata.iterations == 2 && !FileManager.default.fileExists(atPath: directory + "/set-it4.safetensors"))
     }
 }

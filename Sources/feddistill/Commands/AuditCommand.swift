@@ -76,14 +76,16 @@ struct AuditCommand: ParsableCommand {
         let metadata = shared.metadata
         let shadowIterations = self.shadowIterations
         let recipe: (LabeledImages, UInt64) -> LabeledImages = { population, shadowSeed in
-            // Shadows repeat the set's own recipe (DM, its IPC and initialisation) on a random half of the population.
+            // Shadows repeat the set's own recipe (DM, its IPC, initialisation and DP budget) on a random half of the
+            // population.
             var rng = RandomSource(seed: shadowSeed)
             let initialization = SyntheticInitialization(rawValue: metadata.initialization) ?? .noise
             let initial = DistributionMatching.initialImages(population, imagesPerClass: metadata.imagesPerClass,
                                                              initialization: initialization, using: &rng)
             let dm = DistributionMatching(
                 options: .init(imagesPerClass: metadata.imagesPerClass, iterations: shadowIterations,
-                               learningRate: DistributionMatching.defaultImageLearningRate(imageShape: metadata.imageShape), seed: shadowSeed),
+                               learningRate: DistributionMatching.defaultImageLearningRate(imageShape: metadata.imageShape), seed: shadowSeed,
+                               privacy: metadata.privacy.map { PrivacyBudget(epsilon: $0.epsilon, delta: $0.delta, clipNorm: $0.clipNorm) }),
                 network: network, augmentation: DSA(dataset: metadata.dataset))
             return dm.distill(population, from: initial).images
         }

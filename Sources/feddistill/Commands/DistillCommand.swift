@@ -24,9 +24,17 @@ struct DistillCommand: ParsableCommand {
     var imageLearningRate: Float?
     @Flag(name: .customLong("no-dsa"), help: "Disable differentiable siamese augmentation.") var noDSA = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("dp-epsilon"),
+            help: "Differentially private DM with this ε (dm, --init noise): Poisson-sampled real batches, clipped embedding deviations, Gaussian noise on the class sums.")
+    var dpEpsilon: Double?
+    @Option(name: .customLong("dp-delta"), help: "δ of the DP guarantee.") var dpDelta = 1e-5
+    @Option(name: .customLong("dp-clip"), help: "Per-record embedding norm bound (default 0.5·√features).") var dpClip: Float?
     @Option(name: .customLong("train-range"),
             help: "Distill from training records FIRST..<LAST only (e.g. 0-1000: the members of a later audit).")
     var trainRange: String?
+    @Option(name: .customLong("snapshot-every"),
+            help: "dm: also write the set after every N iterations, as OUT with -itN before the extension (for accuracy-vs-iterations curves).")
+    var snapshotEvery: Int?
     @Option(help: "Output safetensors file.") var out: String
     @Option(help: "Also write a PNG grid (one row per class).") var png: String?
     @Option(help: "Write a JSON report to this file (- for stdout).") var json: String?
@@ -37,10 +45,22 @@ struct DistillCommand: ParsableCommand {
     func validate() throws {
         guard ipc > 0 else { throw ValidationError("--ipc must be at least 1") }
         guard iterations >= 0, batchReal > 0 else { throw ValidationError("--iterations must be ≥ 0 and --batch-real ≥ 1") }
+        if let snapshotEvery {
+            guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+            guard method == .dm else { throw ValidationError("--snapshot-every applies to --method dm only") }
+        }
         guard SyntheticInitialization(rawValue: initialization) != nil else {
             throw ValidationError("--init must be noise, real or mean, got '\(initialization)'")
         }
+        if let budget = privacyBudget {
+            if let problem = budget.problem { throw ValidationError("--dp-epsilon/--dp-delta/--dp-clip: \(problem)") }
+            guard method == .dm else { throw ValidationError("--dp-epsilon applies to --method dm only") }
+            guard initialization == "noise" else { throw ValidationError("--dp-epsilon needs --init noise: other initialisations start from private images") }
+            guard NormKind(model.norm) != .batch else { throw ValidationError("--dp-epsilon cannot use --norm batch: batch statistics mix records") }
+        }
     }
+
+    var privacyBudget: PrivacyBudget? { dpEpsilon.map { PrivacyBudget(epsilon: $0, delta: dpDelta, clipNorm: dpClip) } }
 
     func run() throws {
         compute.apply()
@@ -57,6 +77,7 @@ struct DistillCommand: ParsableCommand {
         var images: LabeledImages
         var loss = 0.0
         var iterationsRun = 0
+        var privacy: PrivacyCalibration?
         let initialization = SyntheticInitialization(rawValue: self.initialization) ?? .noise
         switch method {
         case .random:
@@ -81,23 +102,35 @@ struct DistillCommand: ParsableCommand {
             let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: ipc, initialization: initialization, using: &rng)
             let dm = DistributionMatching(options: .init(imagesPerClass: ipc, iterations: iterations, batchReal: batchReal,
                                                          learningRate: imageLearningRate ?? DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
-                                                         initialization: initialization, seed: seed),
+                                                         initialization: initialization, seed: seed, privacy: privacyBudget),
                                           network: network, augmentation: augmentation)
+            privacy = dm.calibration(for: splits.train)
+            if let privacy {
+                print(String(format: "DP-DM: (ε %.3g, δ %.1g), noise multiplier %.3f, sampling rate %.4f, clip norm %.3g",
+                             privacy.epsilon, privacy.delta, privacy.noiseMultiplier, privacy.sampleRate, privacy.clipNorm))
+            }
             let progress = ProgressDisplay(label: "distill dm iteration")
-            let result = dm.distill(splits.train, from: initial) { iteration, loss in
+            var snapshotFailure: (any Error)?
+            let snapshots = snapshotEvery.map { every in
+                DistributionMatching.Snapshots(every: every) { [self] iteration, images in
+                    guard snapshotFailure == nil, iteration < iterations else { return }
+                    let set = syntheticSet(images, descriptor: descriptor, splits: splits, iterations: iteration,
+                                           initialization: initialization, privacy: privacy)
+                    do { try set.write(to: Self.snapshotPath(out, iteration: iteration)) } catch { snapshotFailure = error }
+                }
+            }
+            let result = dm.distill(splits.train, from: initial, snapshots: snapshots) { iteration, loss in
                 progress.update(done: iteration, total: iterations, elapsed: Date().timeIntervalSince(start),
                                 fields: [("loss", String(format: "%.4f", loss)),
                                          ("it/s", String(format: "%.2f", Double(iteration) / max(Date().timeIntervalSince(start), 1e-9)))])
                 return true
             }
             (images, loss, iterationsRun) = (result.images, result.loss, result.iterations)
+            if let snapshotFailure { throw CommandFailure("cannot write a snapshot: \(snapshotFailure)") }
         }
         let seconds = Date().timeIntervalSince(start)
-        let set = SyntheticSet(data: images, metadata: .init(
-            dataset: dataset, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
-            normalization: descriptor.normalization, method: method.rawValue, imagesPerClass: ipc, iterations: iterationsRun,
-            initialization: [.dm, .dc, .dsa].contains(method) ? initialization.rawValue : "real", seed: seed,
-            sourceClassCounts: splits.train.classCounts()))
+        let set = syntheticSet(images, descriptor: descriptor, splits: splits, iterations: iterationsRun,
+                               initialization: initialization, privacy: privacy)
         do {
             try set.write(to: out)
             if let png { try Data(PNG.grid(images, normalization: descriptor.normalization, zoom: descriptor.imageShape[1] < 16 ? 4 : 2))
@@ -105,11 +138,37 @@ struct DistillCommand: ParsableCommand {
         } catch { throw CommandFailure("cannot write output: \(error)") }
         print(String(format: "%@ %@ ipc %d: %d images in %.1f s → %@", dataset, method.rawValue, ipc, images.count, seconds, out))
         if let json {
-            try writeJSON(["dataset": dataset, "method": method.rawValue, "ipc": ipc, "iterations": iterationsRun,
-                           "batch_real": batchReal, "init": initialization.rawValue, "seed": seed, "width": model.width,
-                           "dsa": !noDSA, "seconds": seconds, "final_loss": loss, "images": images.count, "out": out,
-                           "train_range": trainRange ?? "all", "train_records": splits.train.count], to: json)
+            var report: [String: Any] = ["dataset": dataset, "method": method.rawValue, "ipc": ipc, "iterations": iterationsRun,
+                                         "batch_real": batchReal, "init": initialization.rawValue, "seed": seed, "width": model.width,
+                                         "dsa": !noDSA, "seconds": seconds, "final_loss": loss, "images": images.count, "out": out,
+                                         "train_range": trainRange ?? "all", "train_records": splits.train.count]
+            if let privacy {
+                report["differential_privacy"] = ["epsilon": privacy.epsilon, "delta": privacy.delta, "noise_multiplier": privacy.noiseMultiplier,
+                                                  "sample_rate": privacy.sampleRate, "clip_norm": Double(privacy.clipNorm), "steps": privacy.steps]
+            }
+            try writeJSON(report, to: json)
         }
+    }
+}
+
+extension DistillCommand {
+    func syntheticSet(_ images: LabeledImages, descriptor: DatasetDescriptor, splits: DatasetSplits, iterations: Int,
+                      initialization: SyntheticInitialization, privacy: PrivacyCalibration?) -> SyntheticSet {
+        SyntheticSet(data: images, metadata: .init(
+            dataset: dataset, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
+            normalization: descriptor.normalization, method: method.rawValue, imagesPerClass: ipc, iterations: iterations,
+            initialization: [.dm, .dc, .dsa].contains(method) ? initialization.rawValue : "real", seed: seed,
+            sourceClassCounts: splits.train.classCounts(),
+            privacy: privacy.map { var p = $0; p.steps = iterations; p.epsilon = GaussianAccountant.epsilon(
+                sampleRate: p.sampleRate, noiseMultiplier: p.noiseMultiplier, steps: iterations, delta: p.delta); return p }))
+    }
+
+    /// `set.safetensors` → `set-it100.safetensors`.
+    static func snapshotPath(_ out: String, iteration: Int) -> String {
+        let url = URL(fileURLWithPath: out)
+        let ext = url.pathExtension
+        let base = ext.isEmpty ? out : String(out.dropLast(ext.count + 1))
+        return base + "-it\(iteration)" + (ext.isEmpty ? "" : "." + ext)
     }
 }
 

@@ -110,6 +110,8 @@ struct NodeCommand: AsyncParsableCommand {
     var privacyGate: String?
     @Option(name: .customLong("max-tpr-at-1pct-fpr"), help: "Privacy gate: largest TPR at 1% FPR allowed for any attack.")
     var maxTPR: String?
+    @Option(name: .customLong("dp-epsilon"), help: "Distill with differential privacy (DP-DM) at this ε.") var dpEpsilon: String?
+    @Option(name: .customLong("dp-delta"), help: "δ of the DP guarantee (default 1e-5).") var dpDelta: String?
     @Flag(help: "Print machine-readable progress lines on stdout.") var progress = false
     @OptionGroup var compute: ComputeOptions
 
@@ -120,6 +122,7 @@ struct NodeCommand: AsyncParsableCommand {
             "dataset": dataset, "data_dir": dataDir, "partition": partition, "partition_nodes": partitionNodes,
             "partition_index": partitionIndex, "partition_seed": partitionSeed, "ipc": ipc, "iterations": iterations,
             "width": width, "seed": seed, "state_dir": stateDir, "privacy_gate": privacyGate, "max_tpr_at_1pct_fpr": maxTPR,
+            "dp_epsilon": dpEpsilon, "dp_delta": dpDelta,
         ])
         let configuration = try NodeConfiguration(settings: settings)
         let logger = Logger(label: "feddistill.node")

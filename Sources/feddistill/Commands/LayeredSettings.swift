@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordinator
+import Distill
 import Foundation
 import Node
 
@@ -100,7 +101,7 @@ extension CoordinatorConfiguration {
 extension NodeConfiguration {
     static let keys: Set<String> = ["node_id", "coordinator", "server_name", "credentials_dir", "dataset", "data_dir", "partition",
                                     "partition_nodes", "partition_index", "partition_seed", "ipc", "iterations", "width", "seed",
-                                    "state_dir", "max_attempts", "privacy_gate", "max_tpr_at_1pct_fpr"]
+                                    "state_dir", "max_attempts", "privacy_gate", "max_tpr_at_1pct_fpr", "dp_epsilon", "dp_delta"]
 
     init(settings s: LayeredSettings) throws {
         try s.rejectUnknown(Self.keys)
@@ -129,5 +130,10 @@ extension NodeConfiguration {
         maxAttempts = try s.int("max_attempts") ?? maxAttempts
         privacyGate = try s.bool("privacy_gate") ?? privacyGate
         maxTPRAt1PercentFPR = try s.double("max_tpr_at_1pct_fpr") ?? maxTPRAt1PercentFPR
+        dpEpsilon = try s.double("dp_epsilon")
+        dpDelta = try s.double("dp_delta") ?? dpDelta
+        if let dpEpsilon, let problem = PrivacyBudget(epsilon: dpEpsilon, delta: dpDelta).problem {
+            throw CommandFailure("dp_epsilon/dp_delta: \(problem)")
+        }
     }
 }

@@ -24,6 +24,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(name: .customLong("eval-models"), help: "Models per evaluation.") var evalModels = 3
     @Option(name: .customLong("eval-epochs"), help: "Epochs per evaluation model.") var evalEpochs = 300
     @Flag(name: .customLong("no-centralized-baseline"), help: "Skip the centralized DM baseline.") var noCentralized = false
+    @Option(name: .customLong("dp-epsilon"), help: "Nodes distill with differential privacy (DP-DM) at this ε.") var dpEpsilon: Double?
     @Option(help: "Random seed (partitions, distillation).") var seed: UInt64 = 0
     @Option(help: "Write the global set here (a PNG grid goes beside it).") var out = "simulation-global.safetensors"
     @Option(help: "Write a JSON report to this file (- for stdout).") var json: String?
@@ -37,6 +38,7 @@ struct SimulateCommand: ParsableCommand {
             throw ValidationError("--ipc, --eval-models and --eval-epochs must be positive, iterations non-negative")
         }
         _ = try DatasetCatalog.descriptor(named: dataset)
+        if let dpEpsilon, let problem = PrivacyBudget(epsilon: dpEpsilon).problem { throw ValidationError("--dp-epsilon: \(problem)") }
     }
 
     func run() throws {
@@ -80,7 +82,7 @@ struct SimulateCommand: ParsableCommand {
                 "--partition", partition, "--partition-nodes", "\(nodes)", "--partition-index", "\(index)", "--partition-seed",
                 "\(seed)", "--width", "\(width)", "--seed", "\(seed &+ UInt64(index) &+ 1)", "--state-dir", root + "/nodes", "--progress",
                 "--threads", "1",
-            ] + dataArguments, log: root + "/\(node).log") { line in
+            ] + (dpEpsilon.map { ["--dp-epsilon", "\($0)"] } ?? []) + dataArguments, log: root + "/\(node).log") { line in
                 let fields = line.split(separator: " ")
                 if fields.count == 4, fields[0] == "progress" {
                     state.withLock { $0[node] = fields[1] == "distill" ? "distill \(fields[2])/\(fields[3])" : String(fields[1]) }
