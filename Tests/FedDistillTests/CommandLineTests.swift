@@ -55,7 +55,7 @@ struct CommandLineTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var command = try #require(try FedDistillCommand.parseAsRoot([
             "distill", "--dataset", "digits", "--ipc", "1", "--iterations", "4", "--width", "8", "--dp-epsilon", "3",
-            "--snapshot-every", "2", "--threads", "1", "--out", directory + "/set.safetensors",
+            "--snapshot-every", "2", "--out", directory + "/set.safetensors",
         ]) as? DistillCommand)
         try command.run()
         let set = try SyntheticSet.read(directory + "/set.safetensors")
