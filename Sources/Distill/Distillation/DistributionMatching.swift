@@ -45,7 +45,8 @@ public struct DistributionMatching: Sendable {
         }
     }
 
-    /// The private-mean mechanism of one iteration: Poisson sampling, clipping and the noise on each class sum.
+    /// The private-mean mechanism of one iteration (with Poisson-sampled class batches): the clip norm and the noise on
+    /// each class sum.
     public struct PrivateMeans: Sendable {
         public var clipNorm: Float
         /// Standard deviation of the Gaussian noise on each coordinate of a class sum (σ · clip norm).
