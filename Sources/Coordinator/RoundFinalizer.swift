@@ -35,10 +35,7 @@ public struct RoundResult: Sendable {
                 var entry: [String: Any] = ["id": node.id, "submitted": node.submitted, "bytes_sent": node.bytesSent, "images": node.images]
                 if let failure = node.failure { entry["failure"] = failure }
                 if !node.privacyAuditJSON.isEmpty { entry["privacy_audit"] = node.privacyAuditJSON }
-                if let dp = node.differentialPrivacy {
-                    entry["differential_privacy"] = ["epsilon": dp.epsilon, "delta": dp.delta, "noise_multiplier": dp.noiseMultiplier,
-                                                     "sample_rate": dp.sampleRate, "clip_norm": Double(dp.clipNorm), "steps": dp.steps]
-                }
+                if let dp = node.differentialPrivacy { entry["differential_privacy"] = dp.jsonObject }
                 return entry
             },
             "phase_seconds": phaseSeconds, "global_set": globalSetPath,

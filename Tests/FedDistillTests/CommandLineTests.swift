@@ -53,7 +53,7 @@ struct CommandLineTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-dp-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var command = try #require(try FedDistillCommand.parseAsRoot([
+        let command = try #require(try FedDistillCommand.parseAsRoot([
             "distill", "--dataset", "digits", "--ipc", "1", "--iterations", "4", "--width", "8", "--dp-epsilon", "3",
             "--snapshot-every", "2", "--out", directory + "/set.safetensors",
         ]) as? DistillCommand)

@@ -123,9 +123,7 @@ public struct DistributionMatching: Sendable {
         var shapeRNG = RandomSource(seed: 0)
         let featureShape = ConvNet(network, using: &shapeRNG).featureShape
         return PrivacyCalibration(sampleRate: rate, noiseMultiplier: sigma, steps: steps,
-                                  clipNorm: budget.clipNorm(featureShape: featureShape),
-                                  epsilon: GaussianAccountant.epsilon(sampleRate: rate, noiseMultiplier: sigma, steps: steps, delta: budget.delta),
-                                  delta: budget.delta)
+                                  clipNorm: budget.clipNorm(featureShape: featureShape), delta: budget.delta)
     }
 
     /// Learns a synthetic set from `real`, starting from `initial` images (see ``initialImages``). With

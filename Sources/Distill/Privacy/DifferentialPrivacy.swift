@@ -1,6 +1,6 @@
 import Foundation
 
-/// A differential-privacy budget for a distillation: (ε, δ) and the norm every per-record embedding is clipped to.
+/// A differential-privacy budget for a distillation: (ε, δ) and the bound on each record's embedding deviation.
 ///
 /// With a budget, distribution matching becomes DP-DM: each class's real batch is drawn by Poisson sampling, every
 /// record's embedding is taken relative to a public reference (the class's current synthetic mean embedding) and that
@@ -56,6 +56,27 @@ public struct PrivacyCalibration: Sendable, Codable, Equatable {
     /// The ε the accountant reports for these settings (≤ the budget's ε).
     public var epsilon: Double
     public var delta: Double
+
+    /// A calibration whose ε is what ``GaussianAccountant`` reports for these settings.
+    public init(sampleRate: Double, noiseMultiplier: Double, steps: Int, clipNorm: Float, delta: Double) {
+        self.sampleRate = sampleRate
+        self.noiseMultiplier = noiseMultiplier
+        self.steps = steps
+        self.clipNorm = clipNorm
+        self.delta = delta
+        epsilon = GaussianAccountant.epsilon(sampleRate: sampleRate, noiseMultiplier: noiseMultiplier, steps: steps, delta: delta)
+    }
+
+    /// The guarantee of the same run stopped after `steps` iterations (a snapshot): same noise, fewer releases.
+    public func after(steps: Int) -> PrivacyCalibration {
+        PrivacyCalibration(sampleRate: sampleRate, noiseMultiplier: noiseMultiplier, steps: steps, clipNorm: clipNorm, delta: delta)
+    }
+
+    /// The calibration as a JSON object (the `differential_privacy` entry of reports).
+    public var jsonObject: [String: Any] {
+        ["epsilon": epsilon, "delta": delta, "noise_multiplier": noiseMultiplier, "sample_rate": sampleRate,
+         "clip_norm": Double(clipNorm), "steps": steps]
+    }
 
     enum CodingKeys: String, CodingKey {
         case sampleRate = "sample_rate", noiseMultiplier = "noise_multiplier", steps, clipNorm = "clip_norm", epsilon, delta

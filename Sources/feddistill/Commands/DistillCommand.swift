@@ -28,7 +28,7 @@ struct DistillCommand: ParsableCommand {
             help: "Differentially private DM with this ε (dm, --init noise): Poisson-sampled real batches, clipped embedding deviations, Gaussian noise on the class sums.")
     var dpEpsilon: Double?
     @Option(name: .customLong("dp-delta"), help: "δ of the DP guarantee.") var dpDelta = 1e-5
-    @Option(name: .customLong("dp-clip"), help: "Per-record embedding norm bound (default 0.5·√features).") var dpClip: Float?
+    @Option(name: .customLong("dp-clip"), help: "Bound on each record's embedding deviation from the class's synthetic mean (default 0.03·√features for 1×1 final maps, else 0.2·√features).") var dpClip: Float?
     @Option(name: .customLong("train-range"),
             help: "Distill from training records FIRST..<LAST only (e.g. 0-1000: the members of a later audit).")
     var trainRange: String?
@@ -142,10 +142,7 @@ struct DistillCommand: ParsableCommand {
                                          "batch_real": batchReal, "init": initialization.rawValue, "seed": seed, "width": model.width,
                                          "dsa": !noDSA, "seconds": seconds, "final_loss": loss, "images": images.count, "out": out,
                                          "train_range": trainRange ?? "all", "train_records": splits.train.count]
-            if let privacy {
-                report["differential_privacy"] = ["epsilon": privacy.epsilon, "delta": privacy.delta, "noise_multiplier": privacy.noiseMultiplier,
-                                                  "sample_rate": privacy.sampleRate, "clip_norm": Double(privacy.clipNorm), "steps": privacy.steps]
-            }
+            if let privacy { report["differential_privacy"] = privacy.jsonObject }
             try writeJSON(report, to: json)
         }
     }
@@ -159,8 +156,7 @@ extension DistillCommand {
             normalization: descriptor.normalization, method: method.rawValue, imagesPerClass: ipc, iterations: iterations,
             initialization: [.dm, .dc, .dsa].contains(method) ? initialization.rawValue : "real", seed: seed,
             sourceClassCounts: splits.train.classCounts(),
-            privacy: privacy.map { var p = $0; p.steps = iterations; p.epsilon = GaussianAccountant.epsilon(
-                sampleRate: p.sampleRate, noiseMultiplier: p.noiseMultiplier, steps: iterations, delta: p.delta); return p }))
+            privacy: privacy?.after(steps: iterations)))
     }
 
     /// `set.safetensors` → `set-it100.safetensors`.
