@@ -38,6 +38,9 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     public var metricsHost = "127.0.0.1"
     /// Stop serving once the round's result is written.
     public var exitAfterRound = true
+    /// After the result, keep serving until every node that submitted has received it over its round watch, but at
+    /// most this long: a node that was backing off (say, across a coordinator restart) still gets its result.
+    public var lingerSeconds = 60.0
     public var seed: UInt64 = 0
 
     public init() {}

@@ -71,8 +71,9 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
 
     public func watchRound(request: Feddistill_V1_WatchRoundRequest, response: RPCWriter<Feddistill_V1_RoundEvent>,
                            context: ServerContext) async throws {
-        _ = try admit(request.nodeID, context: context)
+        let node = try admit(request.nodeID, context: context)
         for await event in await round.watch() { try await response.write(event) }
+        await round.delivered(to: node)
     }
 
     public func status(request: Feddistill_V1_StatusRequest, context: ServerContext) async throws -> Feddistill_V1_StatusResponse {
@@ -178,6 +179,16 @@ struct RoundService: Service {
             try await gracefulShutdown()  // keep serving status until asked to stop
             return
         }
-        try await Task.sleep(for: .seconds(2))  // let watchers receive the final event
+        // Let every node that submitted receive the outcome; one backing off across a restart reconnects within its
+        // retry ceiling. Polled: the wait is bounded and short.
+        let lingerEnd = ContinuousClock.now + .seconds(round.configuration.lingerSeconds)
+        while ContinuousClock.now < lingerEnd, !Task.isShuttingDownGracefully, !(await round.uninformedSubmitters.isEmpty) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let missed = await round.uninformedSubmitters
+        if !missed.isEmpty {
+            logger.notice("exiting before some nodes received the result",
+                          metadata: ["nodes": "\(missed.sorted().joined(separator: ","))"])
+        }
     }
 }

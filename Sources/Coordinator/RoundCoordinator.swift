@@ -21,6 +21,8 @@ public actor RoundCoordinator {
     var events: [Feddistill_V1_RoundEvent] = []
     var watchers: [UUID: AsyncStream<Feddistill_V1_RoundEvent>.Continuation] = [:]
     var finished: [CheckedContinuation<RoundResult, any Error>] = []
+    /// Nodes whose round watch has carried the final event (result or failure) to them.
+    var informed: Set<String> = []
     public private(set) var result: RoundResult?
     var failure: String?
     /// The round's state as stored when this process started (`open` or `closed`).
@@ -156,6 +158,14 @@ public actor RoundCoordinator {
         }
         return stream
     }
+
+    /// Records that `node`'s watch has written every event through the end of the round.
+    func delivered(to node: String) {
+        if !isRunning { informed.insert(node) }
+    }
+
+    /// The nodes that submitted in this round and have not yet received its outcome.
+    var uninformedSubmitters: Set<String> { machine.submitted.subtracting(informed) }
 
     func status() throws -> Feddistill_V1_StatusResponse {
         var response = Feddistill_V1_StatusResponse()

@@ -106,7 +106,9 @@ struct FaultToleranceTests {
         _ = await first.waitForExit()
         // The receipted submission is in the database the crashed coordinator left behind.
         #expect(try CoordinatorDatabase(stateDirectory: state).records(round: 1).map(\.nodeID) == ["node-a"])
-        // Restart on the same port: node-a's watch reconnects (with backoff) and the round goes on.
+        // Restart on the same port once node-a is well into its backoff: its watch reconnects (the coordinator lingers
+        // after the result until every submitter has it) and the round goes on.
+        try await early.waitFor(#"attempt=4 "#)
         let second = try coordinator(nodes: nodes, quorum: 2, deadline: 600, port: port)
         _ = try await self.port(of: second)
         let late = try node("node-b", index: 1, of: 2, port: port)
@@ -115,6 +117,7 @@ struct FaultToleranceTests {
         #expect(await late.waitForExit() == 0, "\(late.output)")
         #expect(await early.waitForExit() == 0, "\(early.output)")
         #expect(early.output.contains("global accuracy "), "node-a received the result after the restart")
+        #expect(!second.output.contains("exiting before some nodes received the result"))
         #expect(submitted(try result()) == nodes)
         let database = try CoordinatorDatabase(stateDirectory: state)
         #expect(try database.records(round: 1).count == 2, "each node stored once")

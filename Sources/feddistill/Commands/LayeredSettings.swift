@@ -59,7 +59,7 @@ extension CoordinatorConfiguration {
     static let keys: Set<String> = ["host", "port", "state_dir", "credentials_dir", "federation_id", "round_id", "dataset", "data_dir",
                                     "nodes", "quorum", "deadline_seconds", "method", "ipc", "node_iterations", "global_ipc",
                                     "merge_iterations", "width", "eval_models", "eval_epochs", "centralized_baseline",
-                                    "exit_after_round", "seed", "metrics_port", "metrics_host"]
+                                    "exit_after_round", "linger_seconds", "seed", "metrics_port", "metrics_host"]
 
     init(settings s: LayeredSettings) throws {
         try s.rejectUnknown(Self.keys)
@@ -85,6 +85,7 @@ extension CoordinatorConfiguration {
         evaluationEpochs = try s.int("eval_epochs") ?? evaluationEpochs
         centralizedBaseline = try s.bool("centralized_baseline") ?? centralizedBaseline
         exitAfterRound = try s.bool("exit_after_round") ?? exitAfterRound
+        lingerSeconds = try s.double("linger_seconds") ?? lingerSeconds
         metricsPort = try s.int("metrics_port")
         metricsHost = s.string("metrics_host") ?? metricsHost
         if let metricsPort, !(0...65535).contains(metricsPort) { throw CommandFailure("metrics_port must be in 0...65535") }
@@ -92,8 +93,8 @@ extension CoordinatorConfiguration {
         guard !expectedNodes.isEmpty else { throw CommandFailure("no nodes: set --nodes a,b,c (or FEDDISTILL_COORDINATOR_NODES)") }
         guard quorum >= 1, quorum <= expectedNodes.count else { throw CommandFailure("quorum must be in 1...\(expectedNodes.count)") }
         guard imagesPerClass > 0, globalImagesPerClass > 0, nodeIterations >= 0, mergeIterations >= 0, evaluationModels > 0,
-              evaluationEpochs > 0, deadlineSeconds > 0, (0...65535).contains(port) else {
-            throw CommandFailure("ipc, iterations, evaluation settings, deadline and port must be in range")
+              evaluationEpochs > 0, deadlineSeconds > 0, lingerSeconds >= 0, (0...65535).contains(port) else {
+            throw CommandFailure("ipc, iterations, evaluation settings, deadline, linger and port must be in range")
         }
     }
 }
