@@ -1,4 +1,5 @@
 import ArgumentParser
+import Distill
 import Foundation
 import Logging
 
@@ -17,6 +18,7 @@ struct FedDistillCommand: AsyncParsableCommand {
                       CertsCommand.self, KeysCommand.self, BenchCommand.self])
 
     static func main() async {
+        Parallel.keepLargeBlocksInHeap()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = LogLevelOption.current

@@ -13,14 +13,23 @@ public enum Parallel {
 
     private static func defaultThreads() -> Int {
         BLAS.setThreads(1)  // each worker calls single-threaded GEMM
-        // Activations are large (a 256-image batch through ConvNet-3 w128 makes 134 MB tensors). glibc would map
-        // and unmap each one, paying a page fault per 4 KiB on every pass; keep freed memory in the heap instead.
+        keepLargeBlocksInHeap()
+        if let text = ProcessInfo.processInfo.environment["FEDDISTILL_THREADS"], let n = Int(text), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Activations are large (a 256-image batch through ConvNet-3 w128 makes 134 MB tensors). glibc would map and
+    /// unmap each one, paying a page fault per 4 KiB on every pass (14 s of system time in `bench`); this keeps freed
+    /// memory in the heap instead. It also puts every thread on the main arena: a thread's own arena maps blocks
+    /// above 64 MB whatever `M_MMAP_MAX` says, and the numerics run off the main thread. Call it first thing in
+    /// `main`, before other threads allocate (a thread keeps the arena of its first allocation); later calls only
+    /// help threads that have not allocated yet.
+    public static func keepLargeBlocksInHeap() {
         #if os(Linux)
+        mallopt(M_ARENA_MAX, 1)
         mallopt(M_MMAP_MAX, 0)
         mallopt(M_TRIM_THRESHOLD, Int32.max)
         #endif
-        if let text = ProcessInfo.processInfo.environment["FEDDISTILL_THREADS"], let n = Int(text), n > 0 { return n }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// The number of workers parallel loops use.
