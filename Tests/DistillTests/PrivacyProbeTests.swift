@@ -89,7 +89,13 @@ struct PrivacyProbeTests {
         #expect(baseline.auc > 0.6 && baseline.aucInterval[0] > 0.5, "loss-attack AUC \(baseline.auc) \(baseline.aucInterval)")
     }
 
-    /// The default shared set — DM from noise — is consistent with chance under every attack.
+    /// The default shared set — DM from noise — passes the audit: every attack is consistent with chance at the
+    /// audit's family-wise level (the level `audit` and the node gate use: 0.05 over all attacks and both metrics),
+    /// and every attack's AUC and TPR@1%FPR confidence intervals contain chance.
+    ///
+    /// This holds at this seed, not at every seed: over 10 seeds (`PrivacyMeasurements`) the pixel-space DCR AUC
+    /// averages 0.52 against 0.49 for a control set distilled from other records, and the audit fails 2 of 10. At 20
+    /// records per class plain DM leaks a little; the node gate is what stops such a set (docs/privacy.md).
     @Test(.tags(.slow)) func defaultSharedSetPasses() throws {
         let (members, nonMembers) = try populations()
         var rng = RandomSource(seed: 73)
@@ -99,8 +105,12 @@ struct PrivacyProbeTests {
         let set = dm.distill(members, from: initial).images
         let report = audit([.dcr, .dcrEmbedding, .loss]).run(set: set, members: members, nonMembers: nonMembers)
         for (name, metrics) in report.attacks {
-            #expect(metrics.consistentWithChance,
-                    "default set leaks under \(name): AUC \(metrics.auc) \(metrics.aucInterval), TPR@1% \(metrics.tprAt1PercentFPRInterval)")
+            #expect(metrics.consistentWithChance(alpha: report.alpha) && metrics.aucInterval[0] <= 0.5
+                    && metrics.tprAt1PercentFPRInterval[0] <= 0.01,
+                    """
+                    default set leaks under \(name): AUC \(metrics.auc) \(metrics.aucInterval) p \(metrics.aucPValue), \
+                    TPR@1% \(metrics.tprAt1PercentFPRInterval) p \(metrics.tprAt1PercentFPRPValue)
+                    """)
         }
         #expect(report.passed)
     }

@@ -29,8 +29,18 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
                     let (src, g, dst) = (xp.baseAddress!, gp.baseAddress!, dp.baseAddress!)
                     Parallel.forRanges(dp.count) { _, range in
                         switch self {
-                        case .relu: for i in range { dst[i] = src[i] > 0 ? g[i] : 0 }
-                        case .leakyrelu: for i in range { dst[i] = src[i] > 0 ? g[i] : 0.01 * g[i] }
+                        // Both operands are loaded unconditionally so that the loops vectorise (a load only on
+                        // one side of `?:` cannot be speculated).
+                        case .relu:
+                            for i in range {
+                                let (xi, gi) = (src[i], g[i])
+                                dst[i] = xi > 0 ? gi : 0
+                            }
+                        case .leakyrelu:
+                            for i in range {
+                                let (xi, gi) = (src[i], g[i])
+                                dst[i] = xi > 0 ? gi : 0.01 * gi
+                            }
                         case .sigmoid:
                             for i in range {
                                 let s = 1 / (1 + _expf(-src[i]))

@@ -1,8 +1,9 @@
 /// 2-D convolution, `k×k` kernel, stride 1, zero padding `p`: `(N, Cin, H, W) → (N, Cout, H+2p−k+1, W+2p−k+1)`.
 ///
-/// im2col + GEMM over chunks of images: a chunk's columns `cols[Cin·k·k, B·Ho·Wo]` are multiplied by the weight
-/// matrix `W[Cout, Cin·k·k]` in one `sgemm`. Chunks are processed in parallel, each worker with its own buffers;
-/// parameter gradients are summed per worker and then reduced in worker order (deterministic).
+/// im2col + GEMM per image: the image's columns `cols[Cin·k·k, Ho·Wo]` (a per-worker buffer that stays in cache) are
+/// multiplied by the weight matrix `W[Cout, Cin·k·k]` straight into the image's `(Cout, Ho·Wo)` output, which is
+/// already NCHW, so no transposes are needed; the backward GEMMs read `dy` in place the same way. Images are split
+/// across workers; parameter gradients are summed per worker and then reduced in worker order (deterministic).
 public struct Conv2d: Sendable {
     /// `(Cout, Cin, k, k)`.
     public var weight: Tensor
@@ -39,13 +40,6 @@ public struct Conv2d: Sendable {
         [input[0], outputChannels, input[2] + 2 * padding - kernelSize + 1, input[3] + 2 * padding - kernelSize + 1]
     }
 
-    /// Images per chunk: about 4k output columns per GEMM (the column buffer stays near the cache), and at least
-    /// one chunk per worker.
-    private func chunkSize(batch: Int, plane: Int) -> Int {
-        let target = max(1, 4096 / max(plane, 1))
-        return max(1, min(target, (batch + Parallel.threads - 1) / Parallel.threads))
-    }
-
     public func callAsFunction(_ x: Tensor) -> Tensor { forward(x) }
 
     /// y = conv(x) + bias.
@@ -55,33 +49,22 @@ public struct Conv2d: Sendable {
         let (n, cout) = (x.shape[0], outputChannels)
         let plane = outShape[2] * outShape[3]
         let kdim = inputChannels * kernelSize * kernelSize
-        let chunk = chunkSize(batch: n, plane: plane)
-        let chunks = (n + chunk - 1) / chunk
+        let workers = min(Parallel.threads, n)
         var y = Tensor(uninitializedShape: outShape)
-        let workers = min(Parallel.threads, chunks)
-        let colsSize = kdim * chunk * plane, outSize = cout * chunk * plane
-        var scratch = Tensor(uninitializedShape: [workers * (colsSize + outSize)])  // per worker: cols, out
+        var scratch = Tensor(uninitializedShape: [workers * kdim * plane])  // one image's columns per worker
         x.storage.withUnsafeBufferPointer { xp in
             weight.storage.withUnsafeBufferPointer { wp in
                 bias.storage.withUnsafeBufferPointer { bp in
                     y.storage.withUnsafeMutableBufferPointer { yp in
                         scratch.storage.withUnsafeMutableBufferPointer { sp in
-                            Parallel.forRanges(chunks) { worker, range in
-                                let cols = sp.baseAddress! + worker * (colsSize + outSize), out = cols + colsSize
-                                for c in range {
-                                    let first = c * chunk, count = min(chunk, n - first)
-                                    let columns = count * plane
-                                    im2col(xp, shape: x.shape, first: first, count: count, into: cols)
-                                    BLAS.gemm(m: cout, n: columns, k: kdim, a: wp.baseAddress!, b: cols, c: out)
-                                    // (Cout, B·P) → (B, Cout, P) plus bias
-                                    for b in 0..<count {
-                                        for o in 0..<cout {
-                                            let src = out + o * columns + b * plane
-                                            let dst = yp.baseAddress! + ((first + b) * cout + o) * plane
-                                            let beta = bp[o]
-                                            for p in 0..<plane { dst[p] = src[p] + beta }
-                                        }
-                                    }
+                            Parallel.forRanges(n) { worker, images in
+                                let cols = sp.baseAddress! + worker * kdim * plane
+                                for image in images {
+                                    im2col(xp, shape: x.shape, image: image, into: cols)
+                                    // The image's output (Cout, P) starts as the bias and the GEMM adds W·cols to it.
+                                    let out = yp.baseAddress! + image * cout * plane
+                                    for o in 0..<cout { (out + o * plane).update(repeating: bp[o], count: plane) }
+                                    BLAS.gemm(m: cout, n: plane, k: kdim, a: wp.baseAddress!, b: cols, beta: 1, c: out)
                                 }
                             }
                         }
@@ -109,12 +92,10 @@ public struct Conv2d: Sendable {
         let (n, cout) = (x.shape[0], outputChannels)
         let plane = outShape[2] * outShape[3]
         let kdim = inputChannels * kernelSize * kernelSize
-        let chunk = chunkSize(batch: n, plane: plane)
-        let chunks = (n + chunk - 1) / chunk
-        let workers = min(Parallel.threads, chunks)
+        let imageSize = x.count / max(n, 1)
+        let workers = min(Parallel.threads, n)
         var dx = needInput ? Tensor(uninitializedShape: x.shape) : Tensor(shape: [0])
-        let colsSize = kdim * chunk * plane, gradSize = cout * chunk * plane
-        var scratch = Tensor(uninitializedShape: [workers * (colsSize + gradSize)])  // per worker: cols, grad
+        var scratch = Tensor(uninitializedShape: [workers * kdim * plane])  // one image's columns per worker
         var partialW = [Float](repeating: 0, count: needParameters ? workers * cout * kdim : 0)
         var partialB = [Float](repeating: 0, count: needParameters ? workers * cout : 0)
         x.storage.withUnsafeBufferPointer { xp in
@@ -124,39 +105,30 @@ public struct Conv2d: Sendable {
                         partialW.withUnsafeMutableBufferPointer { pw in
                             partialB.withUnsafeMutableBufferPointer { pb in
                                 scratch.storage.withUnsafeMutableBufferPointer { sp in
-                                Parallel.forRanges(chunks) { worker, range in
-                                    let cols = sp.baseAddress! + worker * (colsSize + gradSize), grad = cols + colsSize
-                                    for c in range {
-                                        let first = c * chunk, count = min(chunk, n - first)
-                                        let columns = count * plane
-                                        // (B, Cout, P) → (Cout, B·P)
-                                        for b in 0..<count {
-                                            for o in 0..<cout {
-                                                let src = dyp.baseAddress! + ((first + b) * cout + o) * plane
-                                                let dst = grad + o * columns + b * plane
-                                                for p in 0..<plane { dst[p] = src[p] }
+                                    Parallel.forRanges(n) { worker, images in
+                                        let cols = sp.baseAddress! + worker * kdim * plane
+                                        for image in images {
+                                            let grad = dyp.baseAddress! + image * cout * plane  // (Cout, P)
+                                            if needParameters {
+                                                // dW += dy_image · cols^T; db += row sums of dy_image.
+                                                im2col(xp, shape: x.shape, image: image, into: cols)
+                                                BLAS.gemm(transposeB: true, m: cout, n: kdim, k: plane, a: grad, b: cols, beta: 1,
+                                                          c: pw.baseAddress! + worker * cout * kdim)
+                                                for o in 0..<cout {
+                                                    var sum: Float = 0
+                                                    let row = grad + o * plane
+                                                    for j in 0..<plane { sum += row[j] }
+                                                    pb[worker * cout + o] += sum
+                                                }
                                             }
-                                        }
-                                        if needParameters {
-                                            im2col(xp, shape: x.shape, first: first, count: count, into: cols)
-                                            BLAS.gemm(transposeB: true, m: cout, n: kdim, k: columns, a: grad, b: cols, beta: 1,
-                                                      c: pw.baseAddress! + worker * cout * kdim, lda: columns, ldb: columns)
-                                            for o in 0..<cout {
-                                                var sum: Float = 0
-                                                let row = grad + o * columns
-                                                for j in 0..<columns { sum += row[j] }
-                                                pb[worker * cout + o] += sum
+                                            if needInput {
+                                                // cols = W^T · dy_image, folded back onto the image.
+                                                BLAS.gemm(transposeA: true, m: kdim, n: plane, k: cout, a: wp.baseAddress!, b: grad, c: cols)
+                                                (dxp.baseAddress! + image * imageSize).update(repeating: 0, count: imageSize)
+                                                col2im(cols, shape: x.shape, image: image, into: dxp.baseAddress!)
                                             }
-                                        }
-                                        if needInput {
-                                            BLAS.gemm(transposeA: true, m: kdim, n: columns, k: cout, a: wp.baseAddress!, b: grad, c: cols)
-                                            let imageSize = x.count / n
-                                            let images = dxp.baseAddress! + first * imageSize
-                                            images.update(repeating: 0, count: count * imageSize)
-                                            col2im(cols, shape: x.shape, first: first, count: count, into: dxp.baseAddress!)
                                         }
                                     }
-                                }
                                 }
                             }
                         }
@@ -178,22 +150,21 @@ public struct Conv2d: Sendable {
         return result
     }
 
-    /// Fills `cols[(ci·k + ky)·k + kx, b·P + oy·Wo + ox] = x[first + b, ci, oy + ky − p, ox + kx − p]` (0 outside).
+    /// Fills `cols[(ci·k + ky)·k + kx, oy·Wo + ox] = x[image, ci, oy + ky − p, ox + kx − p]` (0 outside).
     @inline(__always)
-    private func im2col(_ x: UnsafeBufferPointer<Float>, shape: [Int], first: Int, count: Int,
-                        into cols: UnsafeMutablePointer<Float>) {
+    private func im2col(_ x: UnsafeBufferPointer<Float>, shape: [Int], image index: Int, into cols: UnsafeMutablePointer<Float>) {
         let (cin, h, w, k, p) = (shape[1], shape[2], shape[3], kernelSize, padding)
         let (ho, wo) = (h + 2 * p - k + 1, w + 2 * p - k + 1)
-        let plane = ho * wo, columns = count * plane
+        let plane = ho * wo
         for ci in 0..<cin {
             for ky in 0..<k {
                 for kx in 0..<k {
-                    let row = cols + ((ci * k + ky) * k + kx) * columns
+                    let row = cols + ((ci * k + ky) * k + kx) * plane
                     let oxLow = max(0, p - kx), oxHigh = min(wo, w + p - kx)
-                    for b in 0..<count {
-                        let image = x.baseAddress! + ((first + b) * cin + ci) * h * w
+                    do {
+                        let image = x.baseAddress! + (index * cin + ci) * h * w
                         for oy in 0..<ho {
-                            let dst = row + b * plane + oy * wo
+                            let dst = row + oy * wo
                             let iy = oy + ky - p
                             if iy < 0 || iy >= h || oxLow >= oxHigh {
                                 for ox in 0..<wo { dst[ox] = 0 }
@@ -210,25 +181,24 @@ public struct Conv2d: Sendable {
         }
     }
 
-    /// The adjoint of `im2col`: accumulates columns back into `dx` for images `first..<first+count`.
+    /// The adjoint of `im2col`: accumulates one image's columns back into `dx`.
     @inline(__always)
-    private func col2im(_ cols: UnsafePointer<Float>, shape: [Int], first: Int, count: Int,
-                        into dx: UnsafeMutablePointer<Float>) {
+    private func col2im(_ cols: UnsafePointer<Float>, shape: [Int], image index: Int, into dx: UnsafeMutablePointer<Float>) {
         let (cin, h, w, k, p) = (shape[1], shape[2], shape[3], kernelSize, padding)
         let (ho, wo) = (h + 2 * p - k + 1, w + 2 * p - k + 1)
-        let plane = ho * wo, columns = count * plane
+        let plane = ho * wo
         for ci in 0..<cin {
             for ky in 0..<k {
                 for kx in 0..<k {
-                    let row = cols + ((ci * k + ky) * k + kx) * columns
+                    let row = cols + ((ci * k + ky) * k + kx) * plane
                     let oxLow = max(0, p - kx), oxHigh = min(wo, w + p - kx)
                     guard oxLow < oxHigh else { continue }
-                    for b in 0..<count {
-                        let image = dx + ((first + b) * cin + ci) * h * w
+                    do {
+                        let image = dx + (index * cin + ci) * h * w
                         for oy in 0..<ho {
                             let iy = oy + ky - p
                             if iy < 0 || iy >= h { continue }
-                            let src = row + b * plane + oy * wo
+                            let src = row + oy * wo
                             let dst = image + iy * w + kx - p
                             for ox in oxLow..<oxHigh { dst[ox] += src[ox] }
                         }

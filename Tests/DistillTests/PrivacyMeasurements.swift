@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+@testable import Distill
+
+/// A measurement, not a test: how far the default shared set (DM from noise) is from chance over many seeds, next to
+/// a control set distilled from other records of the same split. Off by default; run with
+/// `FEDDISTILL_MEASURE=1 swift test --filter PrivacyMeasurements` (about 3 minutes). Results are in docs/privacy.md.
+@Suite("Privacy measurements", .serialized, .enabled(if: ProcessInfo.processInfo.environment["FEDDISTILL_MEASURE"] == "1"))
+struct PrivacyMeasurements {
+    @Test func defaultSetOverSeeds() throws {
+        let probes = PrivacyProbeTests()
+        let (members, nonMembers) = try probes.populations()
+        // The control: 200 training records that are not members (same draw as `populations()`).
+        let splits = try DatasetStore.loadDigits()
+        var draw = RandomSource(seed: 71)
+        let memberIndices = Set(draw.choose(200, from: Array(0..<splits.train.count)))
+        var otherDraw = RandomSource(seed: 99)
+        let others = splits.train.subset(otherDraw.choose(200, from: (0..<splits.train.count).filter { !memberIndices.contains($0) }))
+        for (name, source) in [("members", members), ("control", others)] {
+            var failures = 0
+            var auc: [String: [Double]] = [:]
+            for seed in UInt64(1)...10 {
+                var rng = RandomSource(seed: 73 + seed)
+                let initial = DistributionMatching.initialImages(source, imagesPerClass: 10, initialization: .noise, using: &rng)
+                let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: 150, batchReal: 64, learningRate: 100,
+                                                             seed: seed),
+                                              network: probes.network, augmentation: DSA(dataset: "digits"))
+                let report = probes.audit([.dcr, .dcrEmbedding, .loss]).run(set: dm.distill(source, from: initial).images,
+                                                                             members: members, nonMembers: nonMembers)
+                if !report.passed { failures += 1 }
+                for (attack, metrics) in report.attacks { auc[attack, default: []].append(metrics.auc) }
+            }
+            let means = auc.sorted { $0.key < $1.key }.map { String(format: "%@ mean AUC %.3f", $0.key, $0.value.reduce(0, +) / 10) }
+            print("MEASURE \(name): audit failed in \(failures) of 10 seeds; " + means.joined(separator: ", "))
+        }
+    }
+}
