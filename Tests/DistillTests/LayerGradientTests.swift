@@ -3,11 +3,12 @@ import Testing
 
 @Suite("Layer gradients against finite differences")
 struct LayerGradientTests {
-    @Test(arguments: [(batch: 2, cin: 3, cout: 4, size: 6, padding: 1), (batch: 3, cin: 1, cout: 2, size: 5, padding: 3),
-                      (batch: 1, cin: 2, cout: 3, size: 4, padding: 0)])
-    func conv2d(batch: Int, cin: Int, cout: Int, size: Int, padding: Int) {
+    /// Same-size convolutions (2p = k − 1) take im2col's shifted-copy path, the others the general one.
+    @Test(arguments: [(batch: 2, cin: 3, cout: 4, size: 6, kernel: 3, padding: 1), (batch: 3, cin: 1, cout: 2, size: 5, kernel: 3, padding: 3),
+                      (batch: 1, cin: 2, cout: 3, size: 4, kernel: 3, padding: 0), (batch: 2, cin: 2, cout: 2, size: 5, kernel: 5, padding: 2)])
+    func conv2d(batch: Int, cin: Int, cout: Int, size: Int, kernel: Int, padding: Int) {
         var rng = RandomSource(seed: 1)
-        let conv = Conv2d(inputChannels: cin, outputChannels: cout, kernelSize: 3, padding: padding, using: &rng)
+        let conv = Conv2d(inputChannels: cin, outputChannels: cout, kernelSize: kernel, padding: padding, using: &rng)
         let x = Tensor.normal([batch, cin, size, size], using: &rng)
         let r = Tensor.normal(conv.outputShape(x.shape), using: &rng)
         let grads = conv.backward(x, outputGradient: r)

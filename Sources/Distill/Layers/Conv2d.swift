@@ -150,12 +150,52 @@ public struct Conv2d: Sendable {
         return result
     }
 
+    /// Whether the output has the input's size (`2p = k − 1`, the ConvNet's case), so that im2col rows are shifted
+    /// copies of the channels.
+    @inline(__always)
+    private func sameSize(h: Int, w: Int) -> Bool { 2 * padding == kernelSize - 1 && padding < h && padding < w }
+
+    /// For the shift (dy, dx) of an `h×w` plane: the output positions `d` whose source `d + shift` lies in the plane
+    /// and in a valid row. Positions in the span whose column leaves the plane are fixed by ``zeroBand``.
+    @inline(__always)
+    private func shiftedSpan(h: Int, w: Int, dy: Int, dx: Int) -> (span: Range<Int>, shift: Int) {
+        let shift = dy * w + dx
+        let low = max(max(0, -dy) * w, -shift), high = min(min(h, h - dy) * w, h * w - shift)
+        return (low..<max(low, high), shift)
+    }
+
+    /// Zeros the columns of `row` (an `h×w` plane) whose source column `ox + dx` is outside the plane.
+    @inline(__always)
+    private func zeroBand(_ row: UnsafeMutablePointer<Float>, h: Int, w: Int, dy: Int, dx: Int) {
+        guard dx != 0 else { return }
+        let (first, count) = dx < 0 ? (0, -dx) : (w - dx, dx)
+        for oy in max(0, -dy)..<min(h, h - dy) { (row + oy * w + first).update(repeating: 0, count: count) }
+    }
+
     /// Fills `cols[(ci·k + ky)·k + kx, oy·Wo + ox] = x[image, ci, oy + ky − p, ox + kx − p]` (0 outside).
     @inline(__always)
     private func im2col(_ x: UnsafeBufferPointer<Float>, shape: [Int], image index: Int, into cols: UnsafeMutablePointer<Float>) {
         let (cin, h, w, k, p) = (shape[1], shape[2], shape[3], kernelSize, padding)
         let (ho, wo) = (h + 2 * p - k + 1, w + 2 * p - k + 1)
         let plane = ho * wo
+        if sameSize(h: h, w: w) {
+            // Each row is the channel shifted by (ky − p, kx − p): one contiguous copy, then zeros where the shift
+            // leaves the image (whole rows at the top or bottom, one band of columns at the left or right).
+            for ci in 0..<cin {
+                let image = x.baseAddress! + (index * cin + ci) * h * w
+                for ky in 0..<k {
+                    for kx in 0..<k {
+                        let row = cols + ((ci * k + ky) * k + kx) * plane
+                        let (span, shift) = shiftedSpan(h: h, w: w, dy: ky - p, dx: kx - p)
+                        row.update(repeating: 0, count: span.lowerBound)
+                        if !span.isEmpty { (row + span.lowerBound).update(from: image + span.lowerBound + shift, count: span.count) }
+                        (row + span.upperBound).update(repeating: 0, count: plane - span.upperBound)
+                        zeroBand(row, h: h, w: w, dy: ky - p, dx: kx - p)
+                    }
+                }
+            }
+            return
+        }
         for ci in 0..<cin {
             for ky in 0..<k {
                 for kx in 0..<k {
@@ -181,12 +221,27 @@ public struct Conv2d: Sendable {
         }
     }
 
-    /// The adjoint of `im2col`: accumulates one image's columns back into `dx`.
+    /// The adjoint of `im2col`: accumulates one image's columns back into `dx`. Overwrites `cols` (the padding band).
     @inline(__always)
-    private func col2im(_ cols: UnsafePointer<Float>, shape: [Int], image index: Int, into dx: UnsafeMutablePointer<Float>) {
+    private func col2im(_ cols: UnsafeMutablePointer<Float>, shape: [Int], image index: Int, into dx: UnsafeMutablePointer<Float>) {
         let (cin, h, w, k, p) = (shape[1], shape[2], shape[3], kernelSize, padding)
         let (ho, wo) = (h + 2 * p - k + 1, w + 2 * p - k + 1)
         let plane = ho * wo
+        if sameSize(h: h, w: w) {
+            for ci in 0..<cin {
+                let image = dx + (index * cin + ci) * h * w
+                for ky in 0..<k {
+                    for kx in 0..<k {
+                        let row = cols + ((ci * k + ky) * k + kx) * plane
+                        let (span, shift) = shiftedSpan(h: h, w: w, dy: ky - p, dx: kx - p)
+                        zeroBand(row, h: h, w: w, dy: ky - p, dx: kx - p)  // padding positions carry no gradient
+                        let target = image + shift
+                        for d in span { target[d] += row[d] }
+                    }
+                }
+            }
+            return
+        }
         for ci in 0..<cin {
             for ky in 0..<k {
                 for kx in 0..<k {
