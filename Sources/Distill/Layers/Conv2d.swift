@@ -197,24 +197,22 @@ public struct Conv2d: Sendable {
             return
         }
         for ci in 0..<cin {
+            let image = x.baseAddress! + (index * cin + ci) * h * w
             for ky in 0..<k {
                 for kx in 0..<k {
                     let row = cols + ((ci * k + ky) * k + kx) * plane
                     let oxLow = max(0, p - kx), oxHigh = min(wo, w + p - kx)
-                    do {
-                        let image = x.baseAddress! + (index * cin + ci) * h * w
-                        for oy in 0..<ho {
-                            let dst = row + oy * wo
-                            let iy = oy + ky - p
-                            if iy < 0 || iy >= h || oxLow >= oxHigh {
-                                for ox in 0..<wo { dst[ox] = 0 }
-                                continue
-                            }
-                            let src = image + iy * w + kx - p
-                            for ox in 0..<oxLow { dst[ox] = 0 }
-                            for ox in oxLow..<oxHigh { dst[ox] = src[ox] }
-                            for ox in oxHigh..<wo { dst[ox] = 0 }
+                    for oy in 0..<ho {
+                        let dst = row + oy * wo
+                        let iy = oy + ky - p
+                        if iy < 0 || iy >= h || oxLow >= oxHigh {
+                            for ox in 0..<wo { dst[ox] = 0 }
+                            continue
                         }
+                        let src = image + iy * w + kx - p
+                        for ox in 0..<oxLow { dst[ox] = 0 }
+                        for ox in oxLow..<oxHigh { dst[ox] = src[ox] }
+                        for ox in oxHigh..<wo { dst[ox] = 0 }
                     }
                 }
             }
@@ -243,20 +241,18 @@ public struct Conv2d: Sendable {
             return
         }
         for ci in 0..<cin {
+            let image = dx + (index * cin + ci) * h * w
             for ky in 0..<k {
                 for kx in 0..<k {
                     let row = cols + ((ci * k + ky) * k + kx) * plane
                     let oxLow = max(0, p - kx), oxHigh = min(wo, w + p - kx)
                     guard oxLow < oxHigh else { continue }
-                    do {
-                        let image = dx + (index * cin + ci) * h * w
-                        for oy in 0..<ho {
-                            let iy = oy + ky - p
-                            if iy < 0 || iy >= h { continue }
-                            let src = row + oy * wo
-                            let dst = image + iy * w + kx - p
-                            for ox in oxLow..<oxHigh { dst[ox] += src[ox] }
-                        }
+                    for oy in 0..<ho {
+                        let iy = oy + ky - p
+                        if iy < 0 || iy >= h { continue }
+                        let src = row + oy * wo
+                        let dst = image + iy * w + kx - p
+                        for ox in oxLow..<oxHigh { dst[ox] += src[ox] }
                     }
                 }
             }
