@@ -9,13 +9,12 @@ import Testing
 struct PrivacyMeasurements {
     @Test func defaultSetOverSeeds() throws {
         let probes = PrivacyProbeTests()
-        let (members, nonMembers) = try probes.populations()
-        // The control: 200 training records that are not members (same draw as `populations()`).
-        let splits = try DatasetStore.loadDigits()
-        var draw = RandomSource(seed: 71)
-        let memberIndices = Set(draw.choose(200, from: Array(0..<splits.train.count)))
+        let draw = try probes.populationDraw()
+        let (members, nonMembers) = (draw.splits.train.subset(draw.members), draw.splits.test.subset(draw.nonMembers))
+        // The control: 200 training records that are not members.
+        let memberIndices = Set(draw.members)
         var otherDraw = RandomSource(seed: 99)
-        let others = splits.train.subset(otherDraw.choose(200, from: (0..<splits.train.count).filter { !memberIndices.contains($0) }))
+        let others = draw.splits.train.subset(otherDraw.choose(200, from: (0..<draw.splits.train.count).filter { !memberIndices.contains($0) }))
         for (name, source) in [("members", members), ("control", others)] {
             var failures = 0
             var auc: [String: [Double]] = [:]

@@ -7,12 +7,19 @@ import Testing
 struct PrivacyProbeTests {
     let network = ConvNet.Configuration(imageShape: [1, 8, 8], classCount: 10, width: 32)
 
-    /// 200 members from the digits training split and 200 non-members from the held-out split.
-    func populations() throws -> (members: LabeledImages, nonMembers: LabeledImages) {
+    /// The draw behind ``populations()``: 200 indices into the digits training split (members) and 200 into the
+    /// held-out split (non-members).
+    func populationDraw() throws -> (splits: DatasetSplits, members: [Int], nonMembers: [Int]) {
         let splits = try DatasetStore.loadDigits()
         var rng = RandomSource(seed: 71)
-        return (splits.train.subset(rng.choose(200, from: Array(0..<splits.train.count))),
-                splits.test.subset(rng.choose(200, from: Array(0..<splits.test.count))))
+        let members = rng.choose(200, from: Array(0..<splits.train.count))
+        return (splits, members, rng.choose(200, from: Array(0..<splits.test.count)))
+    }
+
+    /// 200 members from the digits training split and 200 non-members from the held-out split.
+    func populations() throws -> (members: LabeledImages, nonMembers: LabeledImages) {
+        let draw = try populationDraw()
+        return (draw.splits.train.subset(draw.members), draw.splits.test.subset(draw.nonMembers))
     }
 
     func audit(_ attacks: [MembershipAudit.Attack], epochs: Int = 100) -> MembershipAudit {
