@@ -101,8 +101,7 @@ public enum CoordinatorServer {
             transport: FederationTransport.server(host: configuration.host, port: configuration.port,
                                                   credentials: configuration.credentials),
             services: [CoordinatorService(round: round, logger: logger)])
-        let roundService = RoundService(round: round, server: server, exitAfterRound: configuration.exitAfterRound,
-                                        logger: logger, onListening: onListening)
+        let roundService = RoundService(round: round, server: server, logger: logger, onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: GRPCServerService(server: server)),
             .init(service: roundService, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -143,7 +142,6 @@ struct GRPCServerService: Service {
 struct RoundService: Service {
     let round: RoundCoordinator
     let server: GRPCServer<HTTP2ServerTransport.Posix>
-    let exitAfterRound: Bool
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
 
@@ -175,7 +173,7 @@ struct RoundService: Service {
         } onGracefulShutdown: {
             Task { await round.cancel() }
         }
-        guard exitAfterRound else {
+        guard round.configuration.exitAfterRound else {
             try await gracefulShutdown()  // keep serving status until asked to stop
             return
         }

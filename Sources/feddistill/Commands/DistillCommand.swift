@@ -17,9 +17,9 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Dataset name.") var dataset = "digits"
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", ")).") var method = Method.dm
     @Option(help: "Images per class.") var ipc = 10
-    @Option(help: "Distillation iterations (dm).") var iterations = 1000
-    @Option(name: .customLong("batch-real"), help: "Real images per class per iteration (dm).") var batchReal = 256
-    @Option(name: .customLong("init"), help: "Initialisation: noise, real, mean (dm).") var initialization: String = "noise"
+    @Option(help: "Distillation iterations (dm, dc, dsa).") var iterations = 1000
+    @Option(name: .customLong("batch-real"), help: "Real images per class per iteration (dm, dc, dsa).") var batchReal = 256
+    @Option(name: .customLong("init"), help: "Initialisation: noise, real, mean (dm, dc, dsa).") var initialization: String = "noise"
     @Option(name: .customLong("lr-img"), help: "Learning rate of the images (dm: 1.0, or 100 for 8×8 digits; dc/dsa: 0.1).")
     var imageLearningRate: Float?
     @Flag(name: .customLong("no-dsa"), help: "Disable differentiable siamese augmentation.") var noDSA = false
