@@ -1,22 +1,37 @@
 import CoreMetrics
 import Metrics
 
-/// What the coordinator counts, through swift-metrics. The `feddistill` executable bootstraps a Prometheus backend
-/// when `--metrics-port` is set (served by ``MetricsHTTPServer``); without it these are no-ops.
+/// What the coordinator counts, through swift-metrics, into the factory it is given: ``CoordinatorServer`` passes a
+/// Prometheus factory on the registry that ``MetricsHTTPServer`` serves when `--metrics-port` is set; the default,
+/// `MetricsSystem.factory`, is a no-op unless the process bootstrapped one.
 /// Labels carry outcomes and phases only: never node data, digests or keys.
 struct CoordinatorMetrics: Sendable {
-    let joins = Counter(label: "feddistill_joins_total")
-    let storedSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "stored")])
-    let duplicateSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "duplicate")])
-    let rejectedSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "rejected")])
-    let refusedCalls = Counter(label: "feddistill_refused_calls_total")
-    let envelopeBytes = Counter(label: "feddistill_envelope_bytes_total")
-    let submissionsInRound = Gauge(label: "feddistill_round_submissions")
+    let factory: any MetricsFactory
+    let joins: Counter
+    let storedSubmissions: Counter
+    let duplicateSubmissions: Counter
+    let rejectedSubmissions: Counter
+    let refusedCalls: Counter
+    let envelopeBytes: Counter
+    let submissionsInRound: Gauge
     /// 0 open, 1 closed (merging), 2 finished, 3 failed.
-    let roundState = Gauge(label: "feddistill_round_state")
-    let globalAccuracy = Gauge(label: "feddistill_global_accuracy")
+    let roundState: Gauge
+    let globalAccuracy: Gauge
+
+    init(factory: any MetricsFactory = MetricsSystem.factory) {
+        self.factory = factory
+        joins = Counter(label: "feddistill_joins_total", factory: factory)
+        storedSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "stored")], factory: factory)
+        duplicateSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "duplicate")], factory: factory)
+        rejectedSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "rejected")], factory: factory)
+        refusedCalls = Counter(label: "feddistill_refused_calls_total", factory: factory)
+        envelopeBytes = Counter(label: "feddistill_envelope_bytes_total", factory: factory)
+        submissionsInRound = Gauge(label: "feddistill_round_submissions", factory: factory)
+        roundState = Gauge(label: "feddistill_round_state", factory: factory)
+        globalAccuracy = Gauge(label: "feddistill_global_accuracy", factory: factory)
+    }
 
     func phase(_ name: String, seconds: Double) {
-        Gauge(label: "feddistill_round_phase_seconds", dimensions: [("phase", name)]).record(seconds)
+        Gauge(label: "feddistill_round_phase_seconds", dimensions: [("phase", name)], factory: factory).record(seconds)
     }
 }

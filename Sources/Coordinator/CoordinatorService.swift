@@ -90,13 +90,16 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
 /// (stored submissions stay; a restart resumes the round); SIGUSR1 closes the round at once.
 public enum CoordinatorServer {
     /// Serves until the round ends (or a shutdown signal); `onListening` receives the bound gRPC port and
-    /// `onMetricsListening` the metrics port. Returns the round's result.
+    /// `onMetricsListening` the metrics port. The round's metrics go into `metricsRegistry` when one is given (served
+    /// over HTTP when `configuration.metricsPort` is set), otherwise to `MetricsSystem`. Returns the round's result.
     public static func run(configuration: CoordinatorConfiguration, logger: Logger,
                            metricsRegistry: PrometheusCollectorRegistry? = nil,
                            shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
                            onMetricsListening: @escaping @Sendable (Int) -> Void = { _ in },
                            onListening: @escaping @Sendable (Int) -> Void) async throws -> RoundResult {
-        let round = try RoundCoordinator(configuration: configuration, logger: logger)
+        let round = try RoundCoordinator(configuration: configuration, logger: logger,
+                                         metricsFactory: metricsRegistry.map { PrometheusMetricsFactory(registry: $0) }
+                                             ?? MetricsSystem.factory)
         let server = GRPCServer(
             transport: FederationTransport.server(host: configuration.host, port: configuration.port,
                                                   credentials: configuration.credentials),

@@ -11,7 +11,7 @@ public actor RoundCoordinator {
     public let configuration: CoordinatorConfiguration
     let descriptor: DatasetDescriptor
     let database: CoordinatorDatabase
-    let metrics = CoordinatorMetrics()
+    let metrics: CoordinatorMetrics
     let verifier: EnvelopeVerifier
     let sealingKeys: SealingKeys
     let nodeKeys: [String: SigningPublicKey]
@@ -30,10 +30,13 @@ public actor RoundCoordinator {
 
     /// Opens the state database and loads keys. A restart keeps the round's original deadline; call ``resume()``
     /// to replay the submissions already stored.
+    /// `metricsFactory` receives the round's counters and gauges (default: the process-wide `MetricsSystem`).
     /// - Throws: `RoundFailure` if the round already finished or failed (start a new round id).
-    public init(configuration: CoordinatorConfiguration, logger: Logger) throws {
+    public init(configuration: CoordinatorConfiguration, logger: Logger,
+                metricsFactory: any MetricsFactory = MetricsSystem.factory) throws {
         self.configuration = configuration
         self.logger = logger
+        metrics = CoordinatorMetrics(factory: metricsFactory)
         descriptor = try DatasetCatalog.descriptor(named: configuration.dataset)
         database = try CoordinatorDatabase(stateDirectory: configuration.stateDirectory)
         let now = Date()

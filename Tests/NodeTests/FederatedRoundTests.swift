@@ -6,6 +6,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import Node
+import Prometheus
 import Testing
 
 /// A whole round in one process: a real coordinator on 127.0.0.1 port 0 with mutual TLS and two nodes holding
@@ -64,9 +65,18 @@ struct FederatedRoundTests {
         let logger = Logger(label: "test")
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let configuration = coordinatorConfiguration(nodes: nodes)
+        let registry = PrometheusCollectorRegistry()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                let result = try await CoordinatorServer.run(configuration: configuration, logger: logger, shutdownSignals: []) { portContinuation.yield($0) }
+                let result = try await CoordinatorServer.run(configuration: configuration, logger: logger, metricsRegistry: registry,
+                                                             shutdownSignals: []) { portContinuation.yield($0) }
+                // The round's metrics reach the registry the metrics endpoint serves, with the final values.
+                let metrics = registry.emitToString()
+                #expect(metrics.contains("feddistill_global_accuracy \(result.global.mean)\n"))
+                #expect(metrics.contains("feddistill_round_state 2.0\n"), "finished")
+                #expect(metrics.contains("feddistill_submissions_total{outcome=\"stored\"} 2\n"))
+                #expect(metrics.contains("feddistill_round_submissions 2.0\n"))
+                #expect(metrics.contains("feddistill_round_phase_seconds{phase=\"merge\"}"))
                 #expect(result.nodes.filter(\.submitted).map(\.id).sorted() == nodes)
                 #expect(result.global.accuracies.count == 1)
                 #expect(result.baselines["union"] != nil)

@@ -6,7 +6,6 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import Metrics
 import Node
 import Prometheus
 
@@ -59,12 +58,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         ])
         let configuration = try CoordinatorConfiguration(settings: settings)
         let logger = Logger(label: "feddistill.coordinator")
-        var registry: PrometheusCollectorRegistry?
-        if configuration.metricsPort != nil {
-            let prometheus = PrometheusCollectorRegistry()
-            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
-            registry = prometheus
-        }
+        let registry = configuration.metricsPort == nil ? nil : PrometheusCollectorRegistry()
         do {
             let result = try await CoordinatorServer.run(configuration: configuration, logger: logger, metricsRegistry: registry,
                                                          onMetricsListening: { port in
