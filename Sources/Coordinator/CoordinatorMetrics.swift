@@ -2,8 +2,8 @@ import CoreMetrics
 import Metrics
 
 /// What the coordinator counts, through swift-metrics, into the factory it is given: ``CoordinatorServer`` passes a
-/// Prometheus factory on the registry that ``MetricsHTTPServer`` serves when `--metrics-port` is set; the default,
-/// `MetricsSystem.factory`, is a no-op unless the process bootstrapped one.
+/// Prometheus factory on the registry that ``MetricsHTTPServer`` serves when `--metrics-port` is set; otherwise
+/// ``RoundCoordinator`` passes `MetricsSystem.factory`, a no-op unless the process bootstrapped one.
 /// Labels carry outcomes and phases only: never node data, digests or keys.
 struct CoordinatorMetrics: Sendable {
     let factory: any MetricsFactory
@@ -18,7 +18,7 @@ struct CoordinatorMetrics: Sendable {
     let roundState: Gauge
     let globalAccuracy: Gauge
 
-    init(factory: any MetricsFactory = MetricsSystem.factory) {
+    init(factory: any MetricsFactory) {
         self.factory = factory
         joins = Counter(label: "feddistill_joins_total", factory: factory)
         storedSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "stored")], factory: factory)
