@@ -15,6 +15,8 @@ public struct GradientMatching: Sendable {
         public var iterations = 1000
         public var batchReal = 256
         public var imageLearningRate: Float = 0.1
+        /// Momentum of the images' SGD (the reference's 0.5).
+        public var imageMomentum: Float = 0.5
         public var networkLearningRate: Float = 0.01
         public var outerLoop: Int
         public var innerLoop: Int
@@ -133,7 +135,7 @@ public struct GradientMatching: Sendable {
         let realByClass = real.indicesByClass(), synByClass = initial.indicesByClass()
         let classes = (0..<real.classCount).filter { !realByClass[$0].isEmpty && !synByClass[$0].isEmpty }
         var syn = initial.images
-        var imageOptimizer = SGD(learningRate: options.imageLearningRate, momentum: 0.5)
+        var imageOptimizer = SGD(learningRate: options.imageLearningRate, momentum: options.imageMomentum)
         var lastLoss = 0.0, completed = 0
         for iteration in 1...max(options.iterations, 1) where options.iterations > 0 {
             var netRNG = rng.derived(UInt64(iteration))

@@ -36,6 +36,8 @@ public struct PrivacyBudget: Sendable, Codable, Equatable {
     /// The clip norm for a network whose last block outputs `featureShape`.
     public func clipNorm(featureShape: [Int]) -> Float { clipNorm ?? Self.defaultClipNorm(featureShape: featureShape) }
 
+    enum CodingKeys: String, CodingKey { case epsilon, delta, clipNorm = "clip_norm" }
+
     /// Why this budget cannot be used, or nil.
     public var problem: String? {
         if !(epsilon.isFinite && epsilon > 0) { return "the privacy budget epsilon must be a positive number (got \(epsilon))" }

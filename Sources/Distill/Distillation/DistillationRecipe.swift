@@ -1,0 +1,358 @@
+import Foundation
+
+/// Everything that decides how a synthetic set is made, as one value: the method, its initialisation, sizes, the
+/// embedding network, the image optimiser, augmentation, the privacy budget, the seed and the method's own settings.
+///
+/// A recipe travels as JSON with snake_case keys (in a set's metadata under `recipe`, and in a round configuration):
+/// ```json
+/// {"method": "dm", "initialization": "noise", "images_per_class": 10, "iterations": 1000, "batch_real": 256,
+///  "network": {"width": 128, "depth": 3, "norm": "instance", "activation": "relu", "pooling": "avg"},
+///  "image_learning_rate": null, "image_optimizer": {"kind": "sgd", "momentum": 0.5}, "augmentation": "dsa",
+///  "privacy": null, "seed": 0, "settings": {}}
+/// ```
+/// Decoding validates (see ``validate()``), so a recipe read from a file or a peer is always usable.
+public struct DistillationRecipe: Codable, Sendable, Equatable {
+    /// The distillation methods.
+    public enum Method: String, Codable, Sendable, CaseIterable {
+        /// Distribution matching (``DistributionMatching``).
+        case dm
+        /// Gradient matching without augmentation (``GradientMatching``).
+        case dc
+        /// Gradient matching with DSA on both sides.
+        case dsa
+        /// Random real images per class (``CoresetSelection/random(_:imagesPerClass:using:)``).
+        case random
+        /// Herding in the embedding of a briefly trained ConvNet (``CoresetSelection/herding(_:imagesPerClass:network:)``).
+        case herding
+    }
+
+    /// The ConvNet used by the method (random embeddings for DM, the matched network for DC/DSA, the herding embedding).
+    /// The image shape and class count come from the data.
+    public struct Network: Codable, Sendable, Equatable {
+        public var width: Int
+        public var depth: Int
+        public var norm: NormKind
+        public var activation: Activation
+        public var pooling: Pooling
+
+        public init(width: Int = 128, depth: Int = 3, norm: NormKind = .instance, activation: Activation = .relu,
+                    pooling: Pooling = .avg) {
+            self.width = width
+            self.depth = depth
+            self.norm = norm
+            self.activation = activation
+            self.pooling = pooling
+        }
+
+        /// The ConvNet configuration for images of `imageShape` (`[C, H, W]`) in `classCount` classes.
+        public func configuration(imageShape: [Int], classCount: Int) -> ConvNet.Configuration {
+            ConvNet.Configuration(imageShape: imageShape, classCount: classCount, depth: depth, width: width, norm: norm,
+                                  activation: activation, pooling: pooling)
+        }
+
+        /// `none`, `instance`, `group:G`, `layer` or `batch` (what ``NormKind/init(_:)`` parses).
+        public static func name(of norm: NormKind) -> String {
+            switch norm {
+            case .none: "none"
+            case .instance: "instance"
+            case let .group(groups): "group:\(groups)"
+            case .layer: "layer"
+            case .batch: "batch"
+            }
+        }
+
+        enum CodingKeys: String, CodingKey { case width, depth, norm, activation, pooling }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let normText = try container.decode(String.self, forKey: .norm)
+            guard let norm = NormKind(normText) else {
+                throw RecipeError.invalid(field: "network.norm", reason: "unknown normalisation '\(normText.prefix(40))'")
+            }
+            self.init(width: try container.decode(Int.self, forKey: .width), depth: try container.decode(Int.self, forKey: .depth),
+                      norm: norm, activation: try container.decode(Activation.self, forKey: .activation),
+                      pooling: try container.decode(Pooling.self, forKey: .pooling))
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(width, forKey: .width)
+            try container.encode(depth, forKey: .depth)
+            try container.encode(Self.name(of: norm), forKey: .norm)
+            try container.encode(activation, forKey: .activation)
+            try container.encode(pooling, forKey: .pooling)
+        }
+    }
+
+    /// The optimiser of the synthetic images: SGD with momentum (the reference's, momentum 0.5, for DM and DC).
+    public struct ImageOptimizer: Codable, Sendable, Equatable {
+        public enum Kind: String, Codable, Sendable { case sgd }
+        public var kind: Kind
+        public var momentum: Float
+
+        public init(kind: Kind = .sgd, momentum: Float = 0.5) {
+            self.kind = kind
+            self.momentum = momentum
+        }
+    }
+
+    /// Augmentation applied to both sides while matching.
+    public enum Augmentation: String, Codable, Sendable {
+        /// None.
+        case none
+        /// Differentiable siamese augmentation with the dataset's operations (``DSA/init(dataset:)``).
+        case dsa
+    }
+
+    /// Gradient matching's loops (nil: the reference's for the images per class) and network learning rate.
+    public struct GradientMatchingSettings: Codable, Sendable, Equatable {
+        public var outerLoop: Int?
+        public var innerLoop: Int?
+        public var networkLearningRate: Float?
+
+        public init(outerLoop: Int? = nil, innerLoop: Int? = nil, networkLearningRate: Float? = nil) {
+            self.outerLoop = outerLoop
+            self.innerLoop = innerLoop
+            self.networkLearningRate = networkLearningRate
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case outerLoop = "outer_loop", innerLoop = "inner_loop", networkLearningRate = "network_learning_rate"
+        }
+    }
+
+    /// Herding's embedding network is trained this many epochs first.
+    public struct HerdingSettings: Codable, Sendable, Equatable {
+        public var pretrainingEpochs: Int
+
+        public init(pretrainingEpochs: Int = 5) { self.pretrainingEpochs = pretrainingEpochs }
+
+        enum CodingKeys: String, CodingKey { case pretrainingEpochs = "pretraining_epochs" }
+    }
+
+    /// Settings only one family of methods has. JSON: `{}`, `{"gradient_matching": {…}}` or `{"herding": {…}}`.
+    public enum MethodSettings: Codable, Sendable, Equatable {
+        /// The method's defaults.
+        case standard
+        /// For `dc` and `dsa`.
+        case gradientMatching(GradientMatchingSettings)
+        /// For `herding`.
+        case herding(HerdingSettings)
+
+        enum CodingKeys: String, CodingKey { case gradientMatching = "gradient_matching", herding }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            switch container.allKeys.count {
+            case 0: self = .standard
+            case 1 where container.contains(.gradientMatching):
+                self = .gradientMatching(try container.decode(GradientMatchingSettings.self, forKey: .gradientMatching))
+            case 1: self = .herding(try container.decode(HerdingSettings.self, forKey: .herding))
+            default: throw RecipeError.invalid(field: "settings", reason: "give at most one of gradient_matching, herding")
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            switch self {
+            case .standard: break
+            case let .gradientMatching(settings): try container.encode(settings, forKey: .gradientMatching)
+            case let .herding(settings): try container.encode(settings, forKey: .herding)
+            }
+        }
+    }
+
+    public var method: Method
+    /// How the synthetic images start (dm, dc, dsa); `random` and `herding` select real images, so theirs is `.real`.
+    public var initialization: SyntheticInitialization
+    public var imagesPerClass: Int
+    /// Distillation iterations (dm, dc, dsa).
+    public var iterations: Int
+    public var network: Network
+    /// nil: the method's default (DM: ``DistributionMatching/defaultImageLearningRate(imageShape:)``; DC/DSA: 0.1).
+    public var imageLearningRate: Float?
+    public var imageOptimizer: ImageOptimizer
+    /// Real images per class per iteration (dm, dc, dsa).
+    public var batchReal: Int
+    public var augmentation: Augmentation
+    /// DP-DM with this budget (dm with noise initialisation only); nil: no differential privacy.
+    public var privacy: PrivacyBudget?
+    public var seed: UInt64
+    public var settings: MethodSettings
+
+    /// Creates a recipe; the defaults are the reference ones (DM from noise, 10 images per class, 1000 iterations,
+    /// ConvNet-3 of width 128, DSA). Call ``validate()`` before use.
+    public init(method: Method = .dm, initialization: SyntheticInitialization = .noise, imagesPerClass: Int = 10,
+                iterations: Int = 1000, network: Network = Network(), imageLearningRate: Float? = nil,
+                imageOptimizer: ImageOptimizer = ImageOptimizer(), batchReal: Int = 256, augmentation: Augmentation = .dsa,
+                privacy: PrivacyBudget? = nil, seed: UInt64 = 0, settings: MethodSettings = .standard) {
+        self.method = method
+        self.initialization = initialization
+        self.imagesPerClass = imagesPerClass
+        self.iterations = iterations
+        self.network = network
+        self.imageLearningRate = imageLearningRate
+        self.imageOptimizer = imageOptimizer
+        self.batchReal = batchReal
+        self.augmentation = augmentation
+        self.privacy = privacy
+        self.seed = seed
+        self.settings = settings
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case method, initialization, imagesPerClass = "images_per_class", iterations, network
+        case imageLearningRate = "image_learning_rate", imageOptimizer = "image_optimizer", batchReal = "batch_real"
+        case augmentation, privacy, seed, settings
+    }
+
+    /// Decodes and validates: a recipe that decodes is usable.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(method: try container.decode(Method.self, forKey: .method),
+                  initialization: try container.decode(SyntheticInitialization.self, forKey: .initialization),
+                  imagesPerClass: try container.decode(Int.self, forKey: .imagesPerClass),
+                  iterations: try container.decode(Int.self, forKey: .iterations),
+                  network: try container.decode(Network.self, forKey: .network),
+                  imageLearningRate: try container.decodeIfPresent(Float.self, forKey: .imageLearningRate),
+                  imageOptimizer: try container.decode(ImageOptimizer.self, forKey: .imageOptimizer),
+                  batchReal: try container.decode(Int.self, forKey: .batchReal),
+                  augmentation: try container.decode(Augmentation.self, forKey: .augmentation),
+                  privacy: try container.decodeIfPresent(PrivacyBudget.self, forKey: .privacy),
+                  seed: try container.decode(UInt64.self, forKey: .seed),
+                  settings: try container.decodeIfPresent(MethodSettings.self, forKey: .settings) ?? .standard)
+        try validate()
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(method, forKey: .method)
+        try container.encode(initialization, forKey: .initialization)
+        try container.encode(imagesPerClass, forKey: .imagesPerClass)
+        try container.encode(iterations, forKey: .iterations)
+        try container.encode(network, forKey: .network)
+        try container.encode(imageLearningRate, forKey: .imageLearningRate)  // explicit null: "the method's default"
+        try container.encode(imageOptimizer, forKey: .imageOptimizer)
+        try container.encode(batchReal, forKey: .batchReal)
+        try container.encode(augmentation, forKey: .augmentation)
+        try container.encode(privacy, forKey: .privacy)
+        try container.encode(seed, forKey: .seed)
+        try container.encode(settings, forKey: .settings)
+    }
+}
+
+/// Why a recipe cannot be used: the snake_case name of the field and the reason.
+public enum RecipeError: Error, Equatable, CustomStringConvertible {
+    case invalid(field: String, reason: String)
+    /// The JSON could not be parsed as a recipe.
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case let .invalid(field, reason): "recipe field '\(field)': \(reason)"
+        case let .malformed(reason): "malformed recipe: \(reason)"
+        }
+    }
+
+    /// The field a `.invalid` error names.
+    public var field: String? {
+        if case let .invalid(field, _) = self { return field }
+        return nil
+    }
+}
+
+extension DistillationRecipe {
+    /// Upper bounds on what a user or a peer may ask for.
+    public enum Limits {
+        public static let imagesPerClass = 1...1000
+        public static let iterations = 0...1_000_000
+        public static let width = 1...1024
+        public static let depth = 1...8
+        public static let batchReal = 1...100_000
+        public static let loops = 1...1000
+        public static let innerLoops = 0...1000
+        public static let pretrainingEpochs = 1...10_000
+    }
+
+    /// Checks every field a user or a peer can set.
+    /// - Throws: ``RecipeError/invalid(field:reason:)`` naming the first bad field.
+    public func validate() throws(RecipeError) {
+        func check(_ condition: Bool, _ field: String, _ reason: @autoclosure () -> String) throws(RecipeError) {
+            if !condition { throw .invalid(field: field, reason: reason()) }
+        }
+        func within(_ value: Int, _ range: ClosedRange<Int>, _ field: String) throws(RecipeError) {
+            try check(range.contains(value), field, "must lie in \(range.lowerBound)...\(range.upperBound), got \(value)")
+        }
+        func positive(_ value: Float, _ field: String) throws(RecipeError) {
+            try check(value.isFinite && value > 0, field, "must be a finite number > 0, got \(value)")
+        }
+        try within(imagesPerClass, Limits.imagesPerClass, "images_per_class")
+        try within(iterations, Limits.iterations, "iterations")
+        try within(batchReal, Limits.batchReal, "batch_real")
+        try within(network.width, Limits.width, "network.width")
+        try within(network.depth, Limits.depth, "network.depth")
+        if case let .group(groups) = network.norm {
+            try check(groups >= 1 && network.width % groups == 0, "network.norm",
+                      "group:\(groups) needs 1 ≤ groups and a width (\(network.width)) divisible by the groups")
+        }
+        if let imageLearningRate { try positive(imageLearningRate, "image_learning_rate") }
+        try check(imageOptimizer.momentum.isFinite && imageOptimizer.momentum >= 0 && imageOptimizer.momentum < 1,
+                  "image_optimizer.momentum", "must lie in [0, 1), got \(imageOptimizer.momentum)")
+        switch method {
+        case .dc:
+            try check(augmentation == .none, "augmentation", "dc matches gradients without augmentation (use method dsa)")
+        case .dsa:
+            try check(augmentation == .dsa, "augmentation", "dsa is gradient matching with augmentation dsa")
+        case .random, .herding:
+            try check(initialization == .real, "initialization", "\(method.rawValue) selects real images: use real")
+            try check(augmentation == .none, "augmentation", "\(method.rawValue) selects real images and uses no augmentation")
+        case .dm:
+            break
+        }
+        switch settings {
+        case .standard:
+            break
+        case let .gradientMatching(gm):
+            try check(method == .dc || method == .dsa, "settings", "gradient_matching settings apply to dc and dsa only")
+            if let outer = gm.outerLoop { try within(outer, Limits.loops, "settings.gradient_matching.outer_loop") }
+            if let inner = gm.innerLoop { try within(inner, Limits.innerLoops, "settings.gradient_matching.inner_loop") }
+            if let rate = gm.networkLearningRate { try positive(rate, "settings.gradient_matching.network_learning_rate") }
+        case let .herding(herding):
+            try check(method == .herding, "settings", "herding settings apply to herding only")
+            try within(herding.pretrainingEpochs, Limits.pretrainingEpochs, "settings.herding.pretraining_epochs")
+        }
+        if let privacy {
+            if let problem = privacy.problem { throw .invalid(field: "privacy", reason: problem) }
+            try check(method == .dm, "privacy", "differential privacy applies to method dm only")
+            try check(initialization == .noise, "privacy",
+                      "differential privacy needs initialization noise: other initialisations start from private images")
+            try check(network.norm != .batch, "privacy", "differential privacy cannot use batch norm: batch statistics mix records")
+        }
+    }
+
+    /// The recipe as compact JSON with sorted keys (what sets and round configurations carry).
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// Parses and validates a recipe.
+    /// - Throws: ``RecipeError/invalid(field:reason:)`` for a bad value, ``RecipeError/malformed(_:)`` for bad JSON.
+    public static func decode(json text: String) throws(RecipeError) -> DistillationRecipe {
+        guard text.utf8.count <= 64 * 1024 else { throw .malformed("longer than 64 KiB") }
+        do {
+            return try JSONDecoder().decode(DistillationRecipe.self, from: Data(text.utf8))
+        } catch let error as RecipeError {
+            throw error
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw .invalid(field: key.stringValue, reason: "missing")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context),
+                let DecodingError.valueNotFound(_, context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw field.isEmpty ? .malformed(context.debugDescription) : .invalid(field: field, reason: context.debugDescription)
+        } catch {
+            throw .malformed("\(error)")
+        }
+    }
+}

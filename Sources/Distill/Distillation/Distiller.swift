@@ -1,0 +1,170 @@
+import Foundation
+
+/// One way of making a synthetic set from a recipe. Each ``DistillationRecipe/Method`` has one conforming type,
+/// registered in ``Distiller/registered``.
+public protocol DistillationMethod: Sendable {
+    /// The recipe method this type implements.
+    var method: DistillationRecipe.Method { get }
+
+    /// The differential-privacy noise the method would run with on `job` (nil: no DP). The default is nil.
+    func calibration(for job: DistillationJob) -> PrivacyCalibration?
+
+    /// Learns (or selects) the images. The recipe in `job` is valid and fits the data.
+    /// - Parameter progress: called after every iteration; returning `false` stops early.
+    func distill(_ job: DistillationJob, progress: Distiller.Progress?) -> DistillationOutcome
+}
+
+extension DistillationMethod {
+    public func calibration(for job: DistillationJob) -> PrivacyCalibration? { nil }
+}
+
+/// What a method works on: a validated recipe, the private records and what the dataset is.
+public struct DistillationJob {
+    public var recipe: DistillationRecipe
+    /// The real records to distill from (labels in `0..<descriptor.classCount`).
+    public var data: LabeledImages
+    public var descriptor: DatasetDescriptor
+    /// Receives the images after every `every`-th iteration (methods that iterate; nil: none).
+    public var snapshots: DistributionMatching.Snapshots?
+
+    /// The recipe's ConvNet for this dataset.
+    public var network: ConvNet.Configuration {
+        recipe.network.configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount)
+    }
+
+    /// The recipe's augmentation for this dataset (nil: none).
+    public var augmentation: DSA? { recipe.augmentation == .dsa ? DSA(dataset: descriptor.name) : nil }
+}
+
+@available(*, unavailable)
+extension DistillationJob: Sendable {}
+
+/// What a method produced.
+public struct DistillationOutcome: Sendable {
+    public var images: LabeledImages
+    /// Iterations run (0 for methods that select real images).
+    public var iterations: Int
+    /// The last iteration's loss (0 when none).
+    public var loss: Double
+    /// The DP guarantee of the whole run as calibrated (nil: none); the set records it after `iterations` steps.
+    public var privacy: PrivacyCalibration?
+
+    public init(images: LabeledImages, iterations: Int, loss: Double, privacy: PrivacyCalibration? = nil) {
+        self.images = images
+        self.iterations = iterations
+        self.loss = loss
+        self.privacy = privacy
+    }
+}
+
+/// Why a distillation could not run.
+public enum DistillerError: Error, Equatable, CustomStringConvertible {
+    /// The recipe is invalid, or does not fit the data (e.g. a network too deep for the images).
+    case recipe(RecipeError)
+    /// No method is registered for the recipe's method.
+    case notRegistered(DistillationRecipe.Method)
+    /// There are no real records to distill from.
+    case noData
+
+    public var description: String {
+        switch self {
+        case let .recipe(error): "\(error)"
+        case let .notRegistered(method): "no distillation method is registered for '\(method.rawValue)'"
+        case .noData: "there are no real records to distill from"
+        }
+    }
+}
+
+/// The one entry point of distillation: a recipe and data in, a synthetic set (with the recipe in its metadata) out.
+///
+/// ```swift
+/// let set = try Distiller.run(recipe: DistillationRecipe(imagesPerClass: 1, iterations: 20), data: splits.train,
+///                             descriptor: splits.descriptor)
+/// ```
+public enum Distiller {
+    /// Progress: iteration (1-based), total iterations and that iteration's loss. Return `false` to stop early.
+    public typealias Progress = (_ iteration: Int, _ total: Int, _ loss: Double) -> Bool
+
+    /// Every method, one line each.
+    public static let registered: [any DistillationMethod] = [
+        DistributionMatchingMethod(),
+        GradientMatchingMethod(),
+        SiameseGradientMatchingMethod(),
+        RandomSelectionMethod(),
+        HerdingMethod(),
+    ]
+
+    /// The registered methods by name.
+    public static let registry: [DistillationRecipe.Method: any DistillationMethod] =
+        Dictionary(registered.map { ($0.method, $0) }, uniquingKeysWith: { first, _ in first })
+
+    /// The names of the registered methods, in registration order (what a node announces as its capabilities).
+    public static var capabilities: [String] { registered.map(\.method.rawValue) }
+
+    /// Validates `recipe` against the data and finds its method.
+    static func job(recipe: DistillationRecipe, data: LabeledImages, descriptor: DatasetDescriptor,
+                    snapshots: DistributionMatching.Snapshots?) throws(DistillerError) -> (any DistillationMethod, DistillationJob) {
+        do { try recipe.validate() } catch { throw .recipe(error) }
+        guard let method = registry[recipe.method] else { throw .notRegistered(recipe.method) }
+        guard data.count > 0 else { throw .noData }
+        guard data.imageShape == descriptor.imageShape, descriptor.imageShape.count == 3 else {
+            throw .recipe(.invalid(field: "data", reason: "images \(data.imageShape) do not match \(descriptor.name)'s \(descriptor.imageShape)"))
+        }
+        // The ConvNet's maps must not vanish (the same arithmetic as ConvNet.init).
+        var (channels, height, width) = (descriptor.imageShape[0], descriptor.imageShape[1], descriptor.imageShape[2])
+        for block in 0..<recipe.network.depth {
+            let padding = block == 0 && channels == 1 && height == 28 ? 3 : 1
+            height += 2 * padding - 2
+            width += 2 * padding - 2
+            if recipe.network.pooling != .none { (height, width) = (height / 2, width / 2) }
+            channels = recipe.network.width
+            guard height > 0, width > 0 else {
+                throw .recipe(.invalid(field: "network.depth", reason: "depth \(recipe.network.depth) is too deep for "
+                                       + "\(descriptor.imageShape[1])×\(descriptor.imageShape[2]) images with pooling"))
+            }
+        }
+        return (method, DistillationJob(recipe: recipe, data: data, descriptor: descriptor, snapshots: snapshots))
+    }
+
+    /// The differential-privacy noise `recipe` would run with on `data` (nil: no DP), e.g. to report it before a run.
+    public static func calibration(recipe: DistillationRecipe, data: LabeledImages,
+                                   descriptor: DatasetDescriptor) throws(DistillerError) -> PrivacyCalibration? {
+        let (method, job) = try job(recipe: recipe, data: data, descriptor: descriptor, snapshots: nil)
+        return method.calibration(for: job)
+    }
+
+    /// Distills `data` by `recipe`.
+    /// - Parameters:
+    ///   - recipe: validated here; see ``DistillationRecipe/validate()``.
+    ///   - data: the real records (`[N, C, H, W]`, normalised like `descriptor` says).
+    ///   - descriptor: what the dataset is (name for DSA, shape, classes, normalisation for the metadata).
+    ///   - snapshots: for iterating methods, a set after every `every`-th iteration (before the last).
+    ///   - progress: called after every iteration; returning `false` stops early.
+    /// - Returns: the set, whose metadata holds the recipe, the class counts of `data` and any DP guarantee.
+    /// - Throws: ``DistillerError`` when the recipe is invalid or does not fit the data.
+    public static func run(recipe: DistillationRecipe, data: LabeledImages, descriptor: DatasetDescriptor,
+                           snapshots: (every: Int, body: (SyntheticSet) -> Void)? = nil,
+                           progress: Progress? = nil) throws(DistillerError) -> SyntheticSet {
+        var privacy: PrivacyCalibration?
+        let imageSnapshots = snapshots.map { snapshots in
+            DistributionMatching.Snapshots(every: snapshots.every) { iteration, images in
+                snapshots.body(set(images, recipe: recipe, data: data, descriptor: descriptor, iterations: iteration, privacy: privacy))
+            }
+        }
+        let (method, job) = try job(recipe: recipe, data: data, descriptor: descriptor, snapshots: imageSnapshots)
+        privacy = method.calibration(for: job)
+        let outcome = method.distill(job, progress: progress)
+        return set(outcome.images, recipe: recipe, data: data, descriptor: descriptor, iterations: outcome.iterations,
+                   privacy: outcome.privacy)
+    }
+
+    /// The set with the metadata every method writes.
+    static func set(_ images: LabeledImages, recipe: DistillationRecipe, data: LabeledImages, descriptor: DatasetDescriptor,
+                    iterations: Int, privacy: PrivacyCalibration?) -> SyntheticSet {
+        SyntheticSet(data: images, metadata: SyntheticSet.Metadata(
+            dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
+            normalization: descriptor.normalization, method: recipe.method.rawValue, imagesPerClass: recipe.imagesPerClass,
+            iterations: iterations, initialization: recipe.initialization.rawValue, seed: recipe.seed,
+            sourceClassCounts: data.classCounts(), privacy: privacy?.after(steps: iterations)))
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+@testable import Distill
+
+@Suite("Distillation recipe")
+struct DistillationRecipeTests {
+    static let full = DistillationRecipe(
+        method: .dsa, initialization: .real, imagesPerClass: 3, iterations: 7,
+        network: .init(width: 16, depth: 2, norm: .group(4), activation: .leakyrelu, pooling: .max), imageLearningRate: 0.5,
+        imageOptimizer: .init(momentum: 0.25), batchReal: 32, augmentation: .dsa, seed: 9,
+        settings: .gradientMatching(.init(outerLoop: 2, innerLoop: 3, networkLearningRate: 0.02)))
+
+    @Test(arguments: [
+        DistillationRecipe(),
+        DistillationRecipe(privacy: PrivacyBudget(epsilon: 2, delta: 1e-6, clipNorm: 0.5)),
+        full,
+        DistillationRecipe(method: .herding, initialization: .real, augmentation: .none, settings: .herding(.init(pretrainingEpochs: 2))),
+    ])
+    func roundTripsThroughJSON(recipe: DistillationRecipe) throws {
+        #expect(try DistillationRecipe.decode(json: recipe.json()) == recipe)
+    }
+
+    @Test func jsonUsesSnakeCaseKeysAndReadableValues() throws {
+        let json = Self.full.json()
+        for key in ["\"images_per_class\":3", "\"batch_real\":32", "\"image_learning_rate\":0.5", "\"norm\":\"group:4\"",
+                    "\"image_optimizer\":{", "\"gradient_matching\":{", "\"outer_loop\":2", "\"network_learning_rate\":"] {
+            #expect(json.contains(key), "\(key) in \(json)")
+        }
+        let dp = DistillationRecipe(privacy: PrivacyBudget(epsilon: 2, clipNorm: 0.5)).json()
+        #expect(dp.contains("\"clip_norm\":0.5") && dp.contains("\"image_learning_rate\":null"))
+    }
+
+    /// Every value a user or peer can set is checked, and the error names the field.
+    @Test(arguments: [
+        ("images_per_class", { @Sendable (r: inout DistillationRecipe) in r.imagesPerClass = 0 }),
+        ("images_per_class", { @Sendable (r: inout DistillationRecipe) in r.imagesPerClass = 1001 }),
+        ("iterations", { @Sendable (r: inout DistillationRecipe) in r.iterations = -1 }),
+        ("iterations", { @Sendable (r: inout DistillationRecipe) in r.iterations = 1_000_001 }),
+        ("batch_real", { @Sendable (r: inout DistillationRecipe) in r.batchReal = 0 }),
+        ("network.width", { @Sendable (r: inout DistillationRecipe) in r.network.width = 0 }),
+        ("network.width", { @Sendable (r: inout DistillationRecipe) in r.network.width = 1025 }),
+        ("network.depth", { @Sendable (r: inout DistillationRecipe) in r.network.depth = 9 }),
+        ("network.norm", { @Sendable (r: inout DistillationRecipe) in r.network.norm = .group(3) }),
+        ("image_learning_rate", { @Sendable (r: inout DistillationRecipe) in r.imageLearningRate = .nan }),
+        ("image_learning_rate", { @Sendable (r: inout DistillationRecipe) in r.imageLearningRate = 0 }),
+        ("image_learning_rate", { @Sendable (r: inout DistillationRecipe) in r.imageLearningRate = .infinity }),
+        ("image_optimizer.momentum", { @Sendable (r: inout DistillationRecipe) in r.imageOptimizer.momentum = 1 }),
+        ("augmentation", { @Sendable (r: inout DistillationRecipe) in r.method = .dc }),
+        ("augmentation", { @Sendable (r: inout DistillationRecipe) in r.method = .dsa; r.augmentation = .none }),
+        ("initialization", { @Sendable (r: inout DistillationRecipe) in r.method = .random }),
+        ("settings", { @Sendable (r: inout DistillationRecipe) in r.settings = .herding(.init()) }),
+        ("settings.herding.pretraining_epochs", { @Sendable (r: inout DistillationRecipe) in
+            (r.method, r.initialization, r.augmentation, r.settings) = (.herding, .real, .none, .herding(.init(pretrainingEpochs: 0)))
+        }),
+        ("settings.gradient_matching.outer_loop", { @Sendable (r: inout DistillationRecipe) in
+            (r.method, r.augmentation, r.settings) = (.dc, .none, .gradientMatching(.init(outerLoop: 0)))
+        }),
+        ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: -1) }),
+        ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: 1); r.initialization = .real }),
+        ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: 1); r.network.norm = .batch }),
+        ("privacy", { @Sendable (r: inout DistillationRecipe) in
+            (r.method, r.augmentation, r.privacy) = (.dsa, .dsa, PrivacyBudget(epsilon: 1))
+        }),
+    ] as [(String, @Sendable (inout DistillationRecipe) -> Void)])
+    func validationNamesTheBadField(field: String, change: @Sendable (inout DistillationRecipe) -> Void) throws {
+        var recipe = DistillationRecipe()
+        change(&recipe)
+        #expect(throws: RecipeError.self) { try recipe.validate() }
+        do {
+            try recipe.validate()
+        } catch {
+            #expect(error.field == field, "\(error)")
+        }
+        // Decoding validates too: the same recipe as JSON is refused with the same field (JSON has no NaN or ∞).
+        guard recipe.imageLearningRate?.isFinite ?? true else { return }
+        do {
+            _ = try DistillationRecipe.decode(json: recipe.json())
+            Issue.record("decoded an invalid recipe: \(recipe.json())")
+        } catch {
+            #expect(error.field == field, "\(error)")
+        }
+    }
+
+    @Test func malformedJSONIsRefusedWithTheField() {
+        let valid = DistillationRecipe().json()
+        for (json, field) in [(valid.replacingOccurrences(of: "\"dm\"", with: "\"dx\""), "method"),
+                              (valid.replacingOccurrences(of: "\"instance\"", with: "\"weird\""), "network.norm"),
+                              (valid.replacingOccurrences(of: "\"seed\":0", with: "\"seed\":\"zero\""), "seed"),
+                              (valid.replacingOccurrences(of: "\"iterations\":1000,", with: ""), "iterations")] {
+            do {
+                _ = try DistillationRecipe.decode(json: json)
+                Issue.record("decoded \(json)")
+            } catch {
+                #expect(error.field == field, "\(error)")
+            }
+        }
+        #expect(throws: RecipeError.self) { try DistillationRecipe.decode(json: "[1]") }
+        #expect(throws: RecipeError.self) { try DistillationRecipe.decode(json: "") }
+    }
+}
+
+@Suite("Distiller")
+struct DistillerTests {
+    static let digits = try! DatasetStore.loadDigits()
+
+    /// The Distiller runs exactly today's DM code path: same RNG draws, bit-identical images.
+    @Test func distributionMatchingIsBitIdenticalToTheDirectPath() throws {
+        let (train, descriptor) = (Self.digits.train, Self.digits.descriptor)
+        let recipe = DistillationRecipe(method: .dm, imagesPerClass: 2, iterations: 3, network: .init(width: 8), seed: 5)
+        let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: 8)
+        var rng = RandomSource(seed: 5)
+        let initial = DistributionMatching.initialImages(train, imagesPerClass: 2, initialization: .noise, using: &rng)
+        let dm = DistributionMatching(options: .init(imagesPerClass: 2, iterations: 3, batchReal: 256,
+                                                     learningRate: DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
+                                                     initialization: .noise, seed: 5),
+                                      network: network, augmentation: DSA(dataset: "digits"))
+        let direct = dm.distill(train, from: initial)
+        var reported: [Int] = []
+        let set = try Distiller.run(recipe: recipe, data: train, descriptor: descriptor) { iteration, total, _ in
+            reported.append(iteration * 100 + total)
+            return true
+        }
+        #expect(set.data.images.storage.map(\.bitPattern) == direct.images.images.storage.map(\.bitPattern))
+        #expect(set.data.labels == direct.images.labels && reported == [103, 203, 303])
+        #expect(set.metadata == SyntheticSet.Metadata(
+            dataset: "digits", imageShape: descriptor.imageShape, classCount: 10, normalization: descriptor.normalization,
+            method: "dm", imagesPerClass: 2, iterations: 3, initialization: "noise", seed: 5,
+            sourceClassCounts: train.classCounts()))
+    }
+
+    /// DC and DSA through the Distiller equal the direct GradientMatching path bit for bit.
+    @Test(arguments: [DistillationRecipe.Method.dc, .dsa])
+    func gradientMatchingIsBitIdenticalToTheDirectPath(method: DistillationRecipe.Method) throws {
+        let (train, descriptor) = (Self.digits.train.subset(Array(0..<200)), Self.digits.descriptor)
+        let recipe = DistillationRecipe(method: method, initialization: .real, imagesPerClass: 1, iterations: 2,
+                                        network: .init(width: 4, depth: 2), batchReal: 16,
+                                        augmentation: method == .dsa ? .dsa : .none, seed: 3)
+        let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, depth: 2, width: 4)
+        var rng = RandomSource(seed: 3)
+        let initial = DistributionMatching.initialImages(train, imagesPerClass: 1, initialization: .real, using: &rng)
+        let dc = GradientMatching(options: .init(imagesPerClass: 1, iterations: 2, batchReal: 16, seed: 3), network: network,
+                                  augmentation: method == .dsa ? DSA(dataset: "digits") : nil)
+        let direct = dc.distill(train, from: initial)
+        let set = try Distiller.run(recipe: recipe, data: train, descriptor: descriptor)
+        #expect(set.data.images.storage.map(\.bitPattern) == direct.images.images.storage.map(\.bitPattern))
+        #expect(set.metadata.method == method.rawValue && set.metadata.iterations == 2 && set.metadata.initialization == "real")
+    }
+
+    @Test func baselinesSelectRealImagesAsBefore() throws {
+        let (train, descriptor) = (Self.digits.train, Self.digits.descriptor)
+        let recipe = DistillationRecipe(method: .random, initialization: .real, imagesPerClass: 3, augmentation: .none, seed: 4)
+        var rng = RandomSource(seed: 4)
+        let direct = CoresetSelection.random(train, imagesPerClass: 3, using: &rng)
+        let set = try Distiller.run(recipe: recipe, data: train, descriptor: descriptor)
+        #expect(set.data.images.storage == direct.images.storage && set.data.labels == direct.labels)
+        #expect(set.metadata.iterations == 0 && set.metadata.initialization == "real" && set.metadata.method == "random")
+    }
+
+    @Test func stoppingEarlyAndSnapshots() throws {
+        let (train, descriptor) = (Self.digits.train, Self.digits.descriptor)
+        let recipe = DistillationRecipe(imagesPerClass: 1, iterations: 5, network: .init(width: 4),
+                                        privacy: PrivacyBudget(epsilon: 3))
+        var snapshots: [SyntheticSet] = []
+        let set = try Distiller.run(recipe: recipe, data: train, descriptor: descriptor,
+                                    snapshots: (every: 1, body: { snapshots.append($0) })) { iteration, _, _ in iteration < 2 }
+        #expect(set.metadata.iterations == 2 && set.metadata.privacy?.steps == 2)
+        #expect(snapshots.map(\.metadata.iterations) == [1, 2] && snapshots[0].metadata.privacy?.steps == 1)
+        let calibration = try #require(try Distiller.calibration(recipe: recipe, data: train, descriptor: descriptor))
+        #expect(calibration.steps == 5 && calibration.noiseMultiplier == set.metadata.privacy?.noiseMultiplier)
+    }
+
+    @Test func refusesRecipesThatDoNotFitTheData() {
+        let (train, descriptor) = (Self.digits.train, Self.digits.descriptor)
+        #expect(throws: DistillerError.recipe(.invalid(field: "images_per_class", reason: "must lie in 1...1000, got 0"))) {
+            try Distiller.run(recipe: DistillationRecipe(imagesPerClass: 0), data: train, descriptor: descriptor)
+        }
+        // 8×8 digits halve to nothing after four pooled blocks: an error, not a trap in ConvNet.init.
+        do {
+            _ = try Distiller.run(recipe: DistillationRecipe(network: .init(depth: 4)), data: train, descriptor: descriptor)
+            Issue.record("a depth-4 ConvNet on 8×8 images ran")
+        } catch {
+            guard case let .recipe(recipeError) = error else { Issue.record("\(error)"); return }
+            #expect(recipeError.field == "network.depth")
+        }
+        #expect(throws: DistillerError.noData) {
+            try Distiller.run(recipe: DistillationRecipe(), data: train.subset([]), descriptor: descriptor)
+        }
+    }
+
+    @Test func everyMethodIsRegisteredOnce() {
+        #expect(Distiller.capabilities == DistillationRecipe.Method.allCases.map(\.rawValue))
+        for method in DistillationRecipe.Method.allCases { #expect(Distiller.registry[method]?.method == method) }
+    }
+}
