@@ -122,10 +122,12 @@ struct DistillerTests {
         }
         #expect(set.data.images.storage.map(\.bitPattern) == direct.images.images.storage.map(\.bitPattern))
         #expect(set.data.labels == direct.images.labels && reported == [103, 203, 303])
-        #expect(set.metadata == SyntheticSet.Metadata(
+        var expected = SyntheticSet.Metadata(
             dataset: "digits", imageShape: descriptor.imageShape, classCount: 10, normalization: descriptor.normalization,
             method: "dm", imagesPerClass: 2, iterations: 3, initialization: "noise", seed: 5,
-            sourceClassCounts: train.classCounts()))
+            sourceClassCounts: train.classCounts())
+        expected.recipe = recipe
+        #expect(set.metadata == expected)
     }
 
     /// DC and DSA through the Distiller equal the direct GradientMatching path bit for bit.
@@ -190,5 +192,54 @@ struct DistillerTests {
     @Test func everyMethodIsRegisteredOnce() {
         #expect(Distiller.capabilities == DistillationRecipe.Method.allCases.map(\.rawValue))
         for method in DistillationRecipe.Method.allCases { #expect(Distiller.registry[method]?.method == method) }
+    }
+}
+
+@Suite("Recipe in a synthetic set")
+struct SyntheticSetRecipeTests {
+    static let descriptor = DatasetCatalog.digits
+
+    func set(recipe: DistillationRecipe?) -> SyntheticSet {
+        var metadata = SyntheticSet.Metadata(
+            dataset: "digits", imageShape: [1, 8, 8], classCount: 10, normalization: Self.descriptor.normalization,
+            method: "dm", imagesPerClass: 1, iterations: 2, initialization: "noise", seed: 1, sourceClassCounts: [3, 3])
+        metadata.recipe = recipe
+        return SyntheticSet(data: LabeledImages(images: Tensor(shape: [2, 1, 8, 8]), labels: [0, 1], classCount: 10), metadata: metadata)
+    }
+
+    @Test func theRecipeRoundTripsNextToTheExistingKeys() throws {
+        let recipe = DistillationRecipe(imagesPerClass: 1, iterations: 2, network: .init(width: 64), imageLearningRate: 5, seed: 1)
+        let written = set(recipe: recipe)
+        let (_, strings) = try SafeTensors.decode(written.encoded(), path: "set")
+        #expect(strings["recipe"] == recipe.json())
+        for key in ["dataset", "image_shape", "method", "ipc", "iterations", "init", "seed", "source_class_counts", "format"] {
+            #expect(strings[key] != nil, "\(key)")
+        }
+        #expect(try SyntheticSet.decode(written.encoded(), path: "set").metadata == written.metadata)
+    }
+
+    @Test func setsWithoutARecipeReadAsNil() throws {
+        let bytes = set(recipe: nil).encoded()
+        let (_, strings) = try SafeTensors.decode(bytes, path: "old")
+        #expect(strings["recipe"] == nil)
+        #expect(try SyntheticSet.decode(bytes, path: "old").metadata.recipe == nil)
+    }
+
+    /// A present but invalid recipe (here ipc 0, and not JSON at all) is a clear DatasetError, not a silent nil.
+    @Test(arguments: [DistillationRecipe().json().replacingOccurrences(of: "\"images_per_class\":10", with: "\"images_per_class\":0"),
+                      "not json"])
+    func anInvalidRecipeIsRefused(text: String) throws {
+        let valid = set(recipe: nil)
+        var strings = valid.metadata.strings
+        strings["recipe"] = text
+        let bytes = SafeTensors.encode(["images": .float32(valid.data.images.storage, shape: valid.data.images.shape),
+                                        "labels": .int64([0, 1], shape: [2])], metadata: strings)
+        do {
+            _ = try SyntheticSet.decode(bytes, path: "bad.safetensors")
+            Issue.record("decoded a set with recipe \(text)")
+        } catch {
+            guard case let .malformed(path, reason) = error else { Issue.record("\(error)"); return }
+            #expect(path == "bad.safetensors" && reason.contains("recipe"), "\(reason)")
+        }
     }
 }

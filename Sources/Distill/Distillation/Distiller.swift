@@ -161,10 +161,12 @@ public enum Distiller {
     /// The set with the metadata every method writes.
     static func set(_ images: LabeledImages, recipe: DistillationRecipe, data: LabeledImages, descriptor: DatasetDescriptor,
                     iterations: Int, privacy: PrivacyCalibration?) -> SyntheticSet {
-        SyntheticSet(data: images, metadata: SyntheticSet.Metadata(
+        var metadata = SyntheticSet.Metadata(
             dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
             normalization: descriptor.normalization, method: recipe.method.rawValue, imagesPerClass: recipe.imagesPerClass,
             iterations: iterations, initialization: recipe.initialization.rawValue, seed: recipe.seed,
-            sourceClassCounts: data.classCounts(), privacy: privacy?.after(steps: iterations)))
+            sourceClassCounts: data.classCounts(), privacy: privacy?.after(steps: iterations))
+        metadata.recipe = recipe
+        return SyntheticSet(data: images, metadata: metadata)
     }
 }

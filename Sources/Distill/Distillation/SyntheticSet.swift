@@ -29,6 +29,8 @@ public struct SyntheticSet: Sendable {
         public var sourceClassCounts: [Int]
         /// The differential-privacy guarantee of a DP-DM set (nil: none).
         public var privacy: PrivacyCalibration?
+        /// The whole recipe the set was made with (nil: written before recipes were recorded, or not made by ``Distiller``).
+        public var recipe: DistillationRecipe?
 
         public init(dataset: String, imageShape: [Int], classCount: Int, normalization: Normalization, method: String,
                     imagesPerClass: Int, iterations: Int, initialization: String, seed: UInt64,
@@ -58,6 +60,7 @@ public struct SyntheticSet: Sendable {
                     "init": initialization, "seed": String(seed), "software_version": softwareVersion,
                     "source_class_counts": json(sourceClassCounts), "format": "feddistill.synthetic-set.v1"]
             if let privacy { strings["differential_privacy"] = json(privacy) }
+            if let recipe { strings["recipe"] = recipe.json() }
             return strings
         }
 
@@ -87,6 +90,11 @@ public struct SyntheticSet: Sendable {
                       initialization: try field("init"), seed: seed, softwareVersion: try field("software_version"),
                       sourceClassCounts: (try? decode("source_class_counts", as: [Int].self)) ?? [],
                       privacy: strings["differential_privacy"] == nil ? nil : try decode("differential_privacy", as: PrivacyCalibration.self))
+            if let text = strings["recipe"] {
+                do { recipe = try DistillationRecipe.decode(json: text) } catch {
+                    throw .malformed(path: path, reason: "metadata 'recipe' is not valid: \(error)")
+                }
+            }
         }
     }
 
