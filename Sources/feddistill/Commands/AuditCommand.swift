@@ -26,7 +26,7 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Write the JSON report to this file (- for stdout).") var json: String?
     @Option(help: "Write ROC curves (log scale) as SVG.") var roc: String?
-    @OptionGroup var model: ModelOptions
+    @OptionGroup var model: NetworkOverrides
     @OptionGroup var data: DataOptions
     @OptionGroup var compute: ComputeOptions
 
@@ -37,6 +37,19 @@ struct AuditCommand: ParsableCommand {
         guard shadows >= 2, shadowIterations >= 0, epochs > 0, resamples >= 10, canaries >= 0 else {
             throw ValidationError("--shadows ≥ 2, --epochs ≥ 1, --resamples ≥ 10 and --canaries ≥ 0 are required")
         }
+    }
+
+    /// The recipe the shadows (and the canary set) are distilled with: the set's own recipe, or for sets written
+    /// before recipes were recorded, DM with the set's images per class, initialisation and DP budget. Its iterations
+    /// are `--shadow-iterations`; `--width`, `--depth`, `--norm`, `--activation` and `--pooling` override its network.
+    func shadowRecipe(for metadata: SyntheticSet.Metadata) -> DistillationRecipe {
+        var recipe = metadata.recipe ?? DistillationRecipe(
+            method: .dm, initialization: SyntheticInitialization(rawValue: metadata.initialization) ?? .noise,
+            imagesPerClass: metadata.imagesPerClass,
+            privacy: metadata.privacy.map { PrivacyBudget(epsilon: $0.epsilon, delta: $0.delta, clipNorm: $0.clipNorm) })
+        recipe.iterations = shadowIterations
+        model.apply(to: &recipe.network)
+        return recipe
     }
 
     func records(_ spec: String) throws -> LabeledImages {
@@ -65,7 +78,16 @@ struct AuditCommand: ParsableCommand {
         guard nonMemberRecords.count >= 2 * canaries else {
             throw CommandFailure("--canaries \(canaries) needs at least \(2 * canaries) non-member records to draw them from")
         }
-        let network = model.configuration(imageShape: shared.metadata.imageShape, classCount: shared.metadata.classCount)
+        let metadata = shared.metadata
+        let shadowRecipe = self.shadowRecipe(for: metadata)
+        let descriptor = DatasetDescriptor(name: metadata.dataset, classCount: metadata.classCount, imageShape: metadata.imageShape,
+                                           normalization: metadata.normalization, classNames: [])
+        // Refuse a recipe that cannot run here before any shadow starts.
+        do { _ = try Distiller.calibration(recipe: shadowRecipe, data: memberRecords, descriptor: descriptor) } catch {
+            throw CommandFailure("shadow recipe: \(error)")
+        }
+        print("shadow recipe (\(metadata.recipe == nil ? "the set has none: DM defaults" : "the set's own")): \(shadowRecipe.json())")
+        let network = shadowRecipe.network.configuration(imageShape: metadata.imageShape, classCount: metadata.classCount)
         var options = MembershipAudit.Options(network: network, augmentation: nil)
         options.attacks = attacks.split(separator: ",").compactMap { MembershipAudit.Attack(rawValue: String($0)) }
         options.shadows = shadows
@@ -73,21 +95,17 @@ struct AuditCommand: ParsableCommand {
         options.epochs = epochs
         options.resamples = resamples
         options.seed = seed
-        let metadata = shared.metadata
-        let shadowIterations = self.shadowIterations
+        var shadowFailure: (any Error)?
         let recipe: (LabeledImages, UInt64) -> LabeledImages = { population, shadowSeed in
-            // Shadows repeat the set's own recipe (DM, its IPC, initialisation and DP budget) on a random half of the
-            // population.
-            var rng = RandomSource(seed: shadowSeed)
-            let initialization = SyntheticInitialization(rawValue: metadata.initialization) ?? .noise
-            let initial = DistributionMatching.initialImages(population, imagesPerClass: metadata.imagesPerClass,
-                                                             initialization: initialization, using: &rng)
-            let dm = DistributionMatching(
-                options: .init(imagesPerClass: metadata.imagesPerClass, iterations: shadowIterations,
-                               learningRate: DistributionMatching.defaultImageLearningRate(imageShape: metadata.imageShape), seed: shadowSeed,
-                               privacy: metadata.privacy.map { PrivacyBudget(epsilon: $0.epsilon, delta: $0.delta, clipNorm: $0.clipNorm) }),
-                network: network, augmentation: DSA(dataset: metadata.dataset))
-            return dm.distill(population, from: initial).images
+            // Shadows repeat the set's own recipe on a random half of the population, with their own seed.
+            var shadow = shadowRecipe
+            shadow.seed = shadowSeed
+            do {
+                return try Distiller.run(recipe: shadow, data: population, descriptor: descriptor).data
+            } catch {
+                shadowFailure = shadowFailure ?? error
+                return population
+            }
         }
         let audit = MembershipAudit(options: options)
         let report = audit.run(set: shared.data, members: memberRecords, nonMembers: nonMemberRecords, distill: recipe)
@@ -95,6 +113,7 @@ struct AuditCommand: ParsableCommand {
         if canaries > 0 {
             canaryReport = audit.canaries(count: canaries, members: memberRecords, pool: nonMemberRecords, distill: recipe)
         }
+        if let shadowFailure { throw CommandFailure("a shadow distillation failed: \(shadowFailure)") }
         print("attack".padding(16) + "AUC [95% CI]".padding(24) + "TPR@1%FPR [CI]".padding(24) + "TPR@0.1%FPR".padding(13) + "p(AUC)".padding(9) + "p(TPR)".padding(9) + "chance?")
         func line(_ name: String, _ m: MembershipMetrics) -> String {
             name.padding(16) + String(format: "%.3f [%.3f, %.3f]", m.auc, m.aucInterval[0], m.aucInterval[1]).padding(24)
@@ -122,5 +141,31 @@ struct AuditCommand: ParsableCommand {
             do { try report.rocSVG().write(toFile: roc, atomically: true, encoding: .utf8) } catch { throw CommandFailure("cannot write \(roc): \(error)") }
         }
         if !report.passed { throw ExitCode(3) }
+    }
+}
+
+/// Architecture flags that override a recipe's network only when given (`audit` takes the set's own by default).
+struct NetworkOverrides: ParsableArguments {
+    @Option(help: "ConvNet width (default: the set's recipe, else 128).") var width: Int?
+    @Option(help: "ConvNet depth (default: the set's recipe, else 3).") var depth: Int?
+    @Option(help: "Normalisation: instance, batch, layer, group:G, none (default: the set's recipe, else instance).") var norm: String?
+    @Option(help: "Activation: relu, leakyrelu, sigmoid (default: the set's recipe, else relu).") var activation: String?
+    @Option(help: "Pooling: avg, max, none (default: the set's recipe, else avg).") var pooling: String?
+
+    func validate() throws {
+        if let width, !DistillationRecipe.Limits.width.contains(width) { throw ValidationError("--width must lie in 1...1024") }
+        if let depth, !DistillationRecipe.Limits.depth.contains(depth) { throw ValidationError("--depth must lie in 1...8") }
+        if let norm, NormKind(norm) == nil { throw ValidationError("unknown --norm '\(norm)'") }
+        if let activation, Activation(rawValue: activation) == nil { throw ValidationError("unknown --activation '\(activation)'") }
+        if let pooling, Pooling(pooling) == nil { throw ValidationError("unknown --pooling '\(pooling)'") }
+    }
+
+    /// Replaces the fields that were given.
+    func apply(to network: inout DistillationRecipe.Network) {
+        if let width { network.width = width }
+        if let depth { network.depth = depth }
+        if let norm = norm.flatMap { NormKind($0) } { network.norm = norm }
+        if let activation = activation.flatMap(Activation.init(rawValue:)) { network.activation = activation }
+        if let pooling = pooling.flatMap { Pooling($0) } { network.pooling = pooling }
     }
 }

@@ -30,6 +30,12 @@ struct ModelOptions: ParsableArguments {
         guard Pooling(pooling) != nil else { throw ValidationError("unknown --pooling '\(pooling)'") }
     }
 
+    /// The flags as a recipe's network.
+    var recipeNetwork: DistillationRecipe.Network {
+        DistillationRecipe.Network(width: width, depth: depth, norm: NormKind(norm) ?? .instance,
+                                   activation: Activation(rawValue: activation) ?? .relu, pooling: Pooling(pooling) ?? .avg)
+    }
+
     func configuration(imageShape: [Int], classCount: Int) -> ConvNet.Configuration {
         ConvNet.Configuration(imageShape: imageShape, classCount: classCount, depth: depth, width: width,
                               norm: NormKind(norm) ?? .instance, activation: Activation(rawValue: activation) ?? .relu,

@@ -58,9 +58,33 @@ struct DistillCommand: ParsableCommand {
             guard initialization == "noise" else { throw ValidationError("--dp-epsilon needs --init noise: other initialisations start from private images") }
             guard NormKind(model.norm) != .batch else { throw ValidationError("--dp-epsilon cannot use --norm batch: batch statistics mix records") }
         }
+        do { try recipe.validate() } catch { throw ValidationError("\(error)") }
     }
 
     var privacyBudget: PrivacyBudget? { dpEpsilon.map { PrivacyBudget(epsilon: $0, delta: dpDelta, clipNorm: dpClip) } }
+
+    /// The recipe these flags ask for. `random` and `herding` select real images (initialisation `real`, no
+    /// augmentation); `dc` matches without augmentation and `dsa` with it, whatever `--no-dsa` says.
+    var recipe: DistillationRecipe {
+        let recipeMethod: DistillationRecipe.Method = switch method {
+        case .dm: .dm
+        case .dc: .dc
+        case .dsa: .dsa
+        case .random: .random
+        case .herding: .herding
+        }
+        let selectsRealImages = method == .random || method == .herding
+        let augmentation: DistillationRecipe.Augmentation = switch method {
+        case .dm: noDSA ? .none : .dsa
+        case .dsa: .dsa
+        case .dc, .random, .herding: .none
+        }
+        return DistillationRecipe(
+            method: recipeMethod,
+            initialization: selectsRealImages ? .real : SyntheticInitialization(rawValue: initialization) ?? .noise,
+            imagesPerClass: ipc, iterations: iterations, network: model.recipeNetwork, imageLearningRate: imageLearningRate,
+            batchReal: batchReal, augmentation: augmentation, privacy: privacyBudget, seed: seed)
+    }
 
     func run() throws {
         compute.apply()
@@ -70,67 +94,38 @@ struct DistillCommand: ParsableCommand {
             splits.train = try splits.train.records(inRange: trainRange, what: "--train-range '\(trainRange)'")
         }
         let descriptor = splits.descriptor
-        let network = model.configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount)
-        let augmentation = noDSA ? nil : DSA(dataset: dataset)
-        var rng = RandomSource(seed: seed)
+        let recipe = self.recipe
         let start = Date()
-        var images: LabeledImages
-        var loss = 0.0
-        var iterationsRun = 0
-        var privacy: PrivacyCalibration?
-        let initialization = SyntheticInitialization(rawValue: self.initialization) ?? .noise
-        switch method {
-        case .random:
-            images = CoresetSelection.random(splits.train, imagesPerClass: ipc, using: &rng)
-        case .herding:
-            var net = ConvNet(network, using: &rng)
-            Trainer.train(&net, on: splits.train, options: TrainingOptions(epochs: 5, seed: seed))
-            images = CoresetSelection.herding(splits.train, imagesPerClass: ipc, network: net)
-        case .dc, .dsa:
-            let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: ipc, initialization: initialization, using: &rng)
-            var options = GradientMatching.Options(imagesPerClass: ipc, iterations: iterations, batchReal: batchReal, seed: seed)
-            if let imageLearningRate { options.imageLearningRate = imageLearningRate }
-            let dc = GradientMatching(options: options, network: network, augmentation: method == .dsa ? DSA(dataset: dataset) : nil)
-            let progress = ProgressDisplay(label: "distill \(method.rawValue) iteration")
-            let result = dc.distill(splits.train, from: initial) { iteration, loss in
-                progress.update(done: iteration, total: iterations, elapsed: Date().timeIntervalSince(start),
-                                fields: [("loss", String(format: "%.4f", loss))])
-                return true
-            }
-            (images, loss, iterationsRun) = (result.images, result.loss, result.iterations)
-        case .dm:
-            let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: ipc, initialization: initialization, using: &rng)
-            let dm = DistributionMatching(options: .init(imagesPerClass: ipc, iterations: iterations, batchReal: batchReal,
-                                                         learningRate: imageLearningRate ?? DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
-                                                         initialization: initialization, seed: seed, privacy: privacyBudget),
-                                          network: network, augmentation: augmentation)
-            privacy = dm.calibration(for: splits.train)
-            if let privacy {
-                print(String(format: "DP-DM: (ε %.3g, δ %.1g), noise multiplier %.3f, sampling rate %.4f, clip norm %.3g",
-                             privacy.epsilon, privacy.delta, privacy.noiseMultiplier, privacy.sampleRate, privacy.clipNorm))
-            }
-            let progress = ProgressDisplay(label: "distill dm iteration")
-            var snapshotFailure: (any Error)?
-            let snapshots = snapshotEvery.map { every in
-                DistributionMatching.Snapshots(every: every) { [self] iteration, images in
-                    guard snapshotFailure == nil, iteration < iterations else { return }
-                    let set = syntheticSet(images, descriptor: descriptor, splits: splits, iterations: iteration,
-                                           initialization: initialization, privacy: privacy)
-                    do { try set.write(to: Self.snapshotPath(out, iteration: iteration)) } catch { snapshotFailure = error }
-                }
-            }
-            let result = dm.distill(splits.train, from: initial, snapshots: snapshots) { iteration, loss in
-                progress.update(done: iteration, total: iterations, elapsed: Date().timeIntervalSince(start),
-                                fields: [("loss", String(format: "%.4f", loss)),
-                                         ("it/s", String(format: "%.2f", Double(iteration) / max(Date().timeIntervalSince(start), 1e-9)))])
-                return true
-            }
-            (images, loss, iterationsRun) = (result.images, result.loss, result.iterations)
-            if let snapshotFailure { throw CommandFailure("cannot write a snapshot: \(snapshotFailure)") }
+        let privacy: PrivacyCalibration?
+        do { privacy = try Distiller.calibration(recipe: recipe, data: splits.train, descriptor: descriptor) } catch { throw CommandFailure(error) }
+        if let privacy {
+            print(String(format: "DP-DM: (ε %.3g, δ %.1g), noise multiplier %.3f, sampling rate %.4f, clip norm %.3g",
+                         privacy.epsilon, privacy.delta, privacy.noiseMultiplier, privacy.sampleRate, privacy.clipNorm))
         }
+        let progress = ProgressDisplay(label: "distill \(method.rawValue) iteration")
+        var loss = 0.0
+        var snapshotFailure: (any Error)?
+        let snapshots = snapshotEvery.map { every in
+            (every: every, body: { (set: SyntheticSet) in
+                guard snapshotFailure == nil, set.metadata.iterations < iterations else { return }
+                do { try set.write(to: Self.snapshotPath(out, iteration: set.metadata.iterations)) } catch { snapshotFailure = error }
+            })
+        }
+        let set: SyntheticSet
+        do {
+            set = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor, snapshots: snapshots) { iteration, total, iterationLoss in
+                loss = iterationLoss
+                let elapsed = Date().timeIntervalSince(start)
+                var fields = [("loss", String(format: "%.4f", iterationLoss))]
+                if method == .dm { fields.append(("it/s", String(format: "%.2f", Double(iteration) / max(elapsed, 1e-9)))) }
+                progress.update(done: iteration, total: total, elapsed: elapsed, fields: fields)
+                return true
+            }
+        } catch { throw CommandFailure(error) }
+        if let snapshotFailure { throw CommandFailure("cannot write a snapshot: \(snapshotFailure)") }
+        let images = set.data
+        let iterationsRun = set.metadata.iterations
         let seconds = Date().timeIntervalSince(start)
-        let set = syntheticSet(images, descriptor: descriptor, splits: splits, iterations: iterationsRun,
-                               initialization: initialization, privacy: privacy)
         do {
             try set.write(to: out)
             if let png { try Data(PNG.grid(images, normalization: descriptor.normalization, zoom: descriptor.imageShape[1] < 16 ? 4 : 2))
@@ -139,7 +134,7 @@ struct DistillCommand: ParsableCommand {
         print(String(format: "%@ %@ ipc %d: %d images in %.1f s → %@", dataset, method.rawValue, ipc, images.count, seconds, out))
         if let json {
             var report: [String: Any] = ["dataset": dataset, "method": method.rawValue, "ipc": ipc, "iterations": iterationsRun,
-                                         "batch_real": batchReal, "init": initialization.rawValue, "seed": seed, "width": model.width,
+                                         "batch_real": batchReal, "init": initialization, "seed": seed, "width": model.width,
                                          "dsa": !noDSA, "seconds": seconds, "final_loss": loss, "images": images.count, "out": out,
                                          "train_range": trainRange ?? "all", "train_records": splits.train.count]
             if let privacy { report["differential_privacy"] = privacy.jsonObject }
@@ -149,16 +144,6 @@ struct DistillCommand: ParsableCommand {
 }
 
 extension DistillCommand {
-    func syntheticSet(_ images: LabeledImages, descriptor: DatasetDescriptor, splits: DatasetSplits, iterations: Int,
-                      initialization: SyntheticInitialization, privacy: PrivacyCalibration?) -> SyntheticSet {
-        SyntheticSet(data: images, metadata: .init(
-            dataset: dataset, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
-            normalization: descriptor.normalization, method: method.rawValue, imagesPerClass: ipc, iterations: iterations,
-            initialization: [.dm, .dc, .dsa].contains(method) ? initialization.rawValue : "real", seed: seed,
-            sourceClassCounts: splits.train.classCounts(),
-            privacy: privacy?.after(steps: iterations)))
-    }
-
     /// `set.safetensors` → `set-it100.safetensors`.
     static func snapshotPath(_ out: String, iteration: Int) -> String {
         let url = URL(fileURLWithPath: out)

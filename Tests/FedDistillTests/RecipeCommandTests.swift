@@ -1,0 +1,92 @@
+import ArgumentParser
+import Distill
+import Foundation
+import Testing
+@testable import feddistill
+
+/// `distill` records its flags as the set's recipe, and `audit` reruns that recipe for its shadows.
+@Suite("Recipe on the command line")
+struct RecipeCommandTests {
+    func temporaryDirectory() throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-recipe-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    func distill(_ arguments: [String], out: String) throws -> SyntheticSet {
+        let command = try #require(try FedDistillCommand.parseAsRoot(["distill"] + arguments + ["--out", out]) as? DistillCommand)
+        try command.run()
+        return try SyntheticSet.read(out)
+    }
+
+    @Test func distillWritesTheRecipeOfItsFlags() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let set = try distill(["--method", "dm", "--width", "64", "--lr-img", "5", "--iterations", "20", "--ipc", "1", "--seed", "7"],
+                              out: directory + "/s.safetensors")
+        let recipe = try #require(set.metadata.recipe)
+        #expect(recipe == DistillationRecipe(method: .dm, initialization: .noise, imagesPerClass: 1, iterations: 20,
+                                             network: .init(width: 64), imageLearningRate: 5, batchReal: 256,
+                                             augmentation: .dsa, seed: 7))
+        // The existing keys keep their values.
+        #expect(set.metadata.method == "dm" && set.metadata.imagesPerClass == 1 && set.metadata.iterations == 20
+                && set.metadata.initialization == "noise" && set.metadata.seed == 7)
+    }
+
+    @Test func baselinesRecordRealInitialisationAndNoAugmentation() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let set = try distill(["--method", "random", "--ipc", "2", "--iterations", "3"], out: directory + "/r.safetensors")
+        let recipe = try #require(set.metadata.recipe)
+        #expect(recipe.method == .random && recipe.initialization == .real && recipe.augmentation == DistillationRecipe.Augmentation.none)
+        #expect(set.metadata.iterations == 0 && set.metadata.initialization == "real" && set.data.count == 20)
+    }
+
+    @Test func distillRefusesRecipeValuesOutOfRange() {
+        for arguments in [["--lr-img", "0"], ["--ipc", "1001"], ["--width", "2000"], ["--depth", "9"], ["--norm", "group:3"]] {
+            #expect(throws: (any Error).self, "\(arguments)") {
+                _ = try FedDistillCommand.parseAsRoot(["distill", "--out", "x.safetensors"] + arguments)
+            }
+        }
+    }
+
+    /// Shadows follow the set's own recipe (width 64 here) unless a flag says otherwise; sets without a recipe keep
+    /// the old DM defaults.
+    @Test func auditShadowsUseTheSetsRecipe() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/s.safetensors"
+        let set = try distill(["--method", "dm", "--width", "64", "--lr-img", "5", "--iterations", "2", "--ipc", "1"], out: path)
+        let audit = ["audit", "--set", path, "--members", "digits:train:0-60", "--nonmembers", "digits:test:0-60",
+                     "--attacks", "lira", "--shadows", "2", "--shadow-iterations", "1", "--epochs", "1", "--resamples", "10"]
+        let command = try #require(try FedDistillCommand.parseAsRoot(audit) as? AuditCommand)
+        var expected = try #require(set.metadata.recipe)
+        expected.iterations = 1
+        #expect(command.shadowRecipe(for: set.metadata) == expected)
+        #expect(command.shadowRecipe(for: set.metadata).network.width == 64)
+        do {
+            try command.run()
+        } catch let exit as ExitCode where exit.rawValue == 3 {
+            // An attack beating chance on so tiny an audit is possible; the run itself completed.
+        }
+        let overridden = try #require(try FedDistillCommand.parseAsRoot(audit + ["--width", "16", "--pooling", "max"]) as? AuditCommand)
+        let network = overridden.shadowRecipe(for: set.metadata).network
+        #expect(network.width == 16 && network.pooling == .max && network.depth == 3)
+        var old = set.metadata
+        old.recipe = nil
+        #expect(command.shadowRecipe(for: old) == DistillationRecipe(imagesPerClass: 1, iterations: 1))
+    }
+
+    /// End to end through the binary: the shadow recipe it announces has the set's width.
+    @Test func auditAnnouncesItsShadowRecipe() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/s.safetensors"
+        _ = try distill(["--width", "64", "--iterations", "1", "--ipc", "1"], out: path)
+        let child = try ChildProcess("audit", ["audit", "--set", path, "--members", "digits:train:0-40", "--nonmembers",
+                                               "digits:test:0-40", "--attacks", "dcr", "--epochs", "1", "--resamples", "10"])
+        let status = await child.waitForExit()
+        #expect(status == 0 || status == 3, "\(child.output)")
+        #expect(child.output.contains("shadow recipe (the set's own)") && child.output.contains("\"width\":64"), "\(child.output)")
+    }
+}
