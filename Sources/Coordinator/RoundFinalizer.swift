@@ -110,14 +110,11 @@ struct RoundFinalizer: Sendable {
         lap("evaluate-union")
         if configuration.centralizedBaseline {
             // Simulation only: the coordinator of a real deployment never sees real data.
-            var rng = RandomSource(seed: configuration.seed ^ 0xC0FFEE)
-            let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: configuration.globalImagesPerClass,
-                                                             initialization: .noise, using: &rng)
-            let dm = DistributionMatching(options: .init(imagesPerClass: configuration.globalImagesPerClass,
-                                                         iterations: configuration.nodeIterations, learningRate: learningRate,
-                                                         seed: configuration.seed),
-                                          network: network, augmentation: DSA(dataset: descriptor.name))
-            baselines["centralized_dm"] = evaluation.evaluate(dm.distill(splits.train, from: initial).images, test: splits.test)
+            let recipe = DistillationRecipe(method: .dm, imagesPerClass: configuration.globalImagesPerClass,
+                                            iterations: configuration.nodeIterations, network: .init(width: configuration.width),
+                                            imageLearningRate: learningRate, seed: configuration.seed)
+            let centralized = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor)
+            baselines["centralized_dm"] = evaluation.evaluate(centralized.data, test: splits.test)
             lap("centralized-dm")
         }
         let result = RoundResult(roundID: configuration.roundID, global: globalReport, baselines: baselines, nodes: nodes,

@@ -155,24 +155,14 @@ public struct NodeRunner: Sendable {
     private func distill(_ data: LabeledImages, descriptor: DatasetDescriptor, ipc: Int, iterations: Int, roundID: UInt64,
                          progress: Progress?) async throws -> SyntheticSet {
         let config = configuration
-        let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width)
+        let recipe = DistillationRecipe(method: .dm, initialization: .noise, imagesPerClass: ipc, iterations: iterations,
+                                        network: .init(width: config.width),
+                                        privacy: config.dpEpsilon.map { PrivacyBudget(epsilon: $0, delta: config.dpDelta) }, seed: config.seed)
         return try await Parallel.offThePool {
-            var rng = RandomSource(seed: config.seed)
-            let initial = DistributionMatching.initialImages(data, imagesPerClass: ipc, initialization: .noise, using: &rng)
-            let dm = DistributionMatching(
-                options: .init(imagesPerClass: ipc, iterations: iterations,
-                               learningRate: DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
-                               seed: config.seed, privacy: config.dpEpsilon.map { PrivacyBudget(epsilon: $0, delta: config.dpDelta) }),
-                network: network, augmentation: DSA(dataset: descriptor.name))
-            let result = dm.distill(data, from: initial) { iteration, _ in
-                progress?("distill", iteration, iterations)
+            try Distiller.run(recipe: recipe, data: data, descriptor: descriptor) { iteration, total, _ in
+                progress?("distill", iteration, total)
                 return true
             }
-            return SyntheticSet(data: result.images, metadata: .init(
-                dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
-                normalization: descriptor.normalization, method: "dm", imagesPerClass: ipc, iterations: result.iterations,
-                initialization: "noise", seed: config.seed, sourceClassCounts: data.classCounts(),
-                privacy: dm.calibration(for: data)))
         }
     }
 
