@@ -48,3 +48,18 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     var credentials: TLSCredentials { TLSCredentials.inDirectory(credentialsDirectory, name: "coordinator") }
     var sealingKeyPath: String { KeyFiles.paths(in: credentialsDirectory, name: "coordinator").sealingKey }
 }
+
+extension CoordinatorConfiguration {
+    /// The recipe nodes are asked to distill with (nil when `method` names no known method): the reference recipe of
+    /// `method` with `imagesPerClass`, `nodeIterations`, `width` and `seed`. Nodes may override the images per class,
+    /// the iterations, the seed and the privacy budget (see docs/architecture.md).
+    public var nodeRecipe: DistillationRecipe? {
+        guard let method = DistillationRecipe.Method(rawValue: method) else { return nil }
+        var recipe = DistillationRecipe.reference(method)
+        recipe.imagesPerClass = imagesPerClass
+        recipe.iterations = nodeIterations
+        recipe.network.width = width
+        recipe.seed = seed
+        return recipe
+    }
+}

@@ -52,7 +52,7 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
     public func join(request: Feddistill_V1_JoinRequest, context: ServerContext) async throws -> Feddistill_V1_JoinResponse {
         let node = try admit(request.nodeID, context: context)
         try ProtocolVersion.require(request.protocolVersion)
-        do { return try await round.join(node: node) } catch let error as RPCError { throw error } catch {
+        do { return try await round.join(node: node, capabilities: request.capabilities) } catch let error as RPCError { throw error } catch {
             logger.error("cannot record a join", metadata: ["node.id": "\(node)", "error": "\(error)"])
             throw RPCError(code: .unavailable, message: "the coordinator could not record the join; retry")
         }

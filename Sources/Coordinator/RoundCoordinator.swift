@@ -77,8 +77,13 @@ public actor RoundCoordinator {
         }
     }
 
-    /// The round configuration handed to joining nodes.
-    func join(node: String) throws -> Feddistill_V1_JoinResponse {
+    /// The round configuration handed to joining nodes. A node that cannot run the round's method (it is not among
+    /// the `capabilities` it announced) is refused with `failedPrecondition`, before it is recorded as joined.
+    func join(node: String, capabilities: [String]) throws -> Feddistill_V1_JoinResponse {
+        guard capabilities.contains(configuration.method) else {
+            throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) distills with method "
+                           + "'\(configuration.method)', which \(node) does not support (capabilities: \(capabilities.joined(separator: ", ")))")
+        }
         try database.nodeSeen(node, atUnixSeconds: Int64(Date().timeIntervalSince1970))
         metrics.joins.increment()
         if joined.insert(node).inserted {
@@ -96,6 +101,7 @@ public actor RoundCoordinator {
         response.round.iterations = UInt32(configuration.nodeIterations)
         response.round.deadlineUnixSeconds = Int64(machine.deadline.timeIntervalSince1970)
         response.round.quorum = UInt32(configuration.quorum)
+        response.round.recipeJson = configuration.nodeRecipe?.json() ?? ""
         response.sealingPublicKey = Data(sealingKeys.publicKey.rawRepresentation)
         return response
     }

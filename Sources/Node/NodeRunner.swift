@@ -92,18 +92,16 @@ public struct NodeRunner: Sendable {
             var request = Feddistill_V1_JoinRequest()
             request.nodeID = config.nodeID
             request.protocolVersion = ProtocolVersion.current
-            request.capabilities = ["dm"]
+            request.capabilities = Distiller.capabilities
             let joined = try await retrying("join") { try await federation.join(request) }
             let round = joined.round
             guard round.datasetName == config.dataset, round.imageShape.map(Int.init) == splits.descriptor.imageShape else {
                 throw NodeError.invalid("round expects \(round.datasetName) \(round.imageShape), this node holds \(config.dataset)")
             }
             let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
-            let ipc = config.imagesPerClass ?? Int(round.imagesPerClass)
-            let iterations = config.iterations ?? Int(round.iterations)
+            let recipe = try recipe(for: round)
             let start = Date()
-            let set = try await distill(privateData, descriptor: splits.descriptor, ipc: ipc, iterations: iterations,
-                                        roundID: round.roundID, progress: progress)
+            let set = try await distill(privateData, descriptor: splits.descriptor, recipe: recipe, progress: progress)
             let distillSeconds = Date().timeIntervalSince(start)
             var auditJSON = ""
             if config.privacyGate {
@@ -152,13 +150,30 @@ public struct NodeRunner: Sendable {
         }
     }
 
-    private func distill(_ data: LabeledImages, descriptor: DatasetDescriptor, ipc: Int, iterations: Int, roundID: UInt64,
-                         progress: Progress?) async throws -> SyntheticSet {
+    /// The recipe this node distills with: the round's (DM with the node's width when the coordinator sends none),
+    /// with the node's overrides: images per class and iterations when set, and always its own seed and DP budget.
+    public func recipe(for round: Feddistill_V1_RoundConfiguration) throws -> DistillationRecipe {
         let config = configuration
-        let recipe = DistillationRecipe(method: .dm, initialization: .noise, imagesPerClass: ipc, iterations: iterations,
-                                        network: .init(width: config.width),
-                                        privacy: config.dpEpsilon.map { PrivacyBudget(epsilon: $0, delta: config.dpDelta) }, seed: config.seed)
-        return try await Parallel.offThePool {
+        var recipe: DistillationRecipe
+        if round.recipeJson.isEmpty {
+            recipe = DistillationRecipe(method: .dm, imagesPerClass: Int(round.imagesPerClass), iterations: Int(round.iterations),
+                                        network: .init(width: config.width))
+        } else {
+            do { recipe = try DistillationRecipe.decode(json: round.recipeJson) } catch {
+                throw NodeError.invalid("the round's recipe is unusable: \(error)")
+            }
+        }
+        if let imagesPerClass = config.imagesPerClass { recipe.imagesPerClass = imagesPerClass }
+        if let iterations = config.iterations { recipe.iterations = iterations }
+        recipe.seed = config.seed
+        if let dpEpsilon = config.dpEpsilon { recipe.privacy = PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta) }
+        do { try recipe.validate() } catch { throw NodeError.invalid("with this node's settings the round's recipe is invalid: \(error)") }
+        return recipe
+    }
+
+    private func distill(_ data: LabeledImages, descriptor: DatasetDescriptor, recipe: DistillationRecipe,
+                         progress: Progress?) async throws -> SyntheticSet {
+        try await Parallel.offThePool {
             try Distiller.run(recipe: recipe, data: data, descriptor: descriptor) { iteration, total, _ in
                 progress?("distill", iteration, total)
                 return true

@@ -181,6 +181,7 @@ struct FederatedRoundTests {
                 var request = Feddistill_V1_JoinRequest()
                 request.nodeID = node
                 request.protocolVersion = ProtocolVersion.current
+                request.capabilities = ["dm"]
                 return request
             }
             // A tiny valid digits set, sealed twice with different nonces.

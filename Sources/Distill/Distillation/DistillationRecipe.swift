@@ -330,6 +330,16 @@ extension DistillationRecipe {
         }
     }
 
+    /// The reference recipe of `method` (the defaults of ``init(method:initialization:imagesPerClass:iterations:network:imageLearningRate:imageOptimizer:batchReal:augmentation:privacy:seed:settings:)``),
+    /// made consistent: `dc` without augmentation, `random` and `herding` from real images without augmentation.
+    public static func reference(_ method: Method) -> DistillationRecipe {
+        switch method {
+        case .dm, .dsa: DistillationRecipe(method: method)
+        case .dc: DistillationRecipe(method: .dc, augmentation: .none)
+        case .random, .herding: DistillationRecipe(method: method, initialization: .real, augmentation: .none)
+        }
+    }
+
     /// The recipe as compact JSON with sorted keys (what sets and round configurations carry).
     public func json() -> String {
         let encoder = JSONEncoder()

@@ -71,6 +71,10 @@ public nonisolated struct Feddistill_V1_RoundConfiguration: Sendable {
 
   public var quorum: UInt32 = 0
 
+  /// The whole distillation recipe as JSON (Distill's DistillationRecipe, snake_case keys; empty: none, use the
+  /// fields above). The wire carries it as text so that FederationProtocol never depends on Distill.
+  public var recipeJson: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -396,7 +400,7 @@ nonisolated extension Feddistill_V1_JoinRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundConfiguration"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{3}federation_id\0\u{3}dataset_name\0\u{3}image_shape\0\u{3}class_count\0\u{1}method\0\u{3}images_per_class\0\u{1}iterations\0\u{3}deadline_unix_seconds\0\u{1}quorum\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{3}federation_id\0\u{3}dataset_name\0\u{3}image_shape\0\u{3}class_count\0\u{1}method\0\u{3}images_per_class\0\u{1}iterations\0\u{3}deadline_unix_seconds\0\u{1}quorum\0\u{3}recipe_json\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -414,6 +418,7 @@ nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, S
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.iterations) }()
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.deadlineUnixSeconds) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.quorum) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.recipeJson) }()
       default: break
       }
     }
@@ -450,6 +455,9 @@ nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, S
     if self.quorum != 0 {
       try visitor.visitSingularUInt32Field(value: self.quorum, fieldNumber: 10)
     }
+    if !self.recipeJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.recipeJson, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -464,6 +472,7 @@ nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, S
     if lhs.iterations != rhs.iterations {return false}
     if lhs.deadlineUnixSeconds != rhs.deadlineUnixSeconds {return false}
     if lhs.quorum != rhs.quorum {return false}
+    if lhs.recipeJson != rhs.recipeJson {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,103 @@
+import Coordinator
+import Distill
+import FederationProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Node
+import Testing
+
+/// The round configuration carries the recipe; a node that cannot run its method is refused at join.
+@Suite("Round recipe", .serialized)
+struct RoundRecipeTests {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-recipe-round-\(UUID().uuidString)").path
+    var certs: String { root + "/certs" }
+
+    @Test(.timeLimit(.minutes(1))) func joinCarriesTheRecipeAndRefusesANodeWithoutTheMethod() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
+        let ca = try CertificateAuthority.create(in: certs, commonName: "test CA")
+        try ca.issue(name: "coordinator", role: .coordinator(subjectAlternativeNames: CertificateAuthority.defaultCoordinatorNames))
+        try KeyFiles.generate(in: certs, name: "coordinator")
+        for node in ["node-a", "node-b"] {
+            try ca.issue(name: node, role: .node)
+            try KeyFiles.generate(in: certs, name: node)
+        }
+        let configuration = {
+            var configuration = CoordinatorConfiguration()
+            configuration.port = 0
+            configuration.stateDirectory = root + "/coordinator"
+            configuration.credentialsDirectory = certs
+            configuration.expectedNodes = ["node-a", "node-b"]
+            configuration.method = "herding"
+            configuration.imagesPerClass = 2
+            configuration.nodeIterations = 3
+            configuration.width = 8
+            return configuration
+        }()
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                _ = try await CoordinatorServer.run(configuration: configuration, logger: Logger(label: "test"), shutdownSignals: []) {
+                    portContinuation.yield($0)
+                }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            func join(_ node: String, capabilities: [String]) async throws -> Feddistill_V1_JoinResponse {
+                let transport = try FederationTransport.client(host: "127.0.0.1", port: port,
+                                                               credentials: TLSCredentials.inDirectory(certs, name: node))
+                return try await withGRPCClient(transport: transport) { client in
+                    var request = Feddistill_V1_JoinRequest()
+                    request.nodeID = node
+                    request.protocolVersion = ProtocolVersion.current
+                    request.capabilities = capabilities
+                    return try await Feddistill_V1_Federation.Client(wrapping: client).join(request)
+                }
+            }
+            do {
+                _ = try await join("node-b", capabilities: ["dm", "dc"])
+                Issue.record("a node without herding joined a herding round")
+            } catch let error as RPCError {
+                #expect(error.code == .failedPrecondition && error.message.contains("'herding'"), "\(error)")
+            }
+            let joined = try await join("node-a", capabilities: Distiller.capabilities)
+            let recipe = try DistillationRecipe.decode(json: joined.round.recipeJson)
+            #expect(recipe == configuration.nodeRecipe)
+            #expect(recipe.method == .herding && recipe.imagesPerClass == 2 && recipe.iterations == 3 && recipe.network.width == 8)
+            #expect(joined.round.method == "herding")
+            let status = try await withGRPCClient(transport: try FederationTransport.client(
+                host: "127.0.0.1", port: port, credentials: TLSCredentials.inDirectory(certs, name: "node-a"))) { client in
+                try await Feddistill_V1_Federation.Client(wrapping: client).status(Feddistill_V1_StatusRequest())
+            }
+            #expect(status.nodes == 1, "the refused node is not counted as joined")
+            group.cancelAll()
+        }
+    }
+
+    /// A node takes the round's recipe and overrides only images per class, iterations, its seed and its DP budget.
+    @Test func nodeOverridesOnlyItsOwnFields() throws {
+        var round = Feddistill_V1_RoundConfiguration()
+        round.recipeJson = DistillationRecipe(imagesPerClass: 5, iterations: 40, network: .init(width: 16, depth: 2), seed: 99).json()
+        var node = NodeConfiguration()
+        node.imagesPerClass = 1
+        node.seed = 7
+        node.dpEpsilon = 2
+        node.width = 64  // the round's recipe decides the network
+        let recipe = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round)
+        #expect(recipe == DistillationRecipe(imagesPerClass: 1, iterations: 40, network: .init(width: 16, depth: 2),
+                                             privacy: PrivacyBudget(epsilon: 2, delta: 1e-5), seed: 7))
+        // A coordinator that sends no recipe: DM with the round's sizes and the node's width.
+        var legacy = Feddistill_V1_RoundConfiguration()
+        (legacy.imagesPerClass, legacy.iterations) = (3, 4)
+        node.imagesPerClass = nil
+        let fallback = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: legacy)
+        #expect(fallback.method == .dm && fallback.imagesPerClass == 3 && fallback.iterations == 4 && fallback.network.width == 64)
+        // A recipe the node's DP budget cannot apply to is a clear error, not a trap.
+        round.recipeJson = DistillationRecipe.reference(.dc).json()
+        #expect(throws: NodeError.self) { try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round) }
+        round.recipeJson = "{\"method\": \"dm\"}"
+        #expect(throws: NodeError.self) { try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round) }
+    }
+}
