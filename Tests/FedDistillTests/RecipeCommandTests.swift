@@ -2,6 +2,7 @@ import ArgumentParser
 import Distill
 import Foundation
 import Testing
+import Coordinator
 @testable import feddistill
 
 /// `distill` records its flags as the set's recipe, and `audit` reruns that recipe for its shadows.
@@ -75,6 +76,18 @@ struct RecipeCommandTests {
         var old = set.metadata
         old.recipe = nil
         #expect(command.shadowRecipe(for: old) == DistillationRecipe(imagesPerClass: 1, iterations: 1))
+    }
+
+    /// The coordinator refuses to start a round whose node recipe is unknown or invalid.
+    @Test func coordinatorSettingsCheckTheNodesRecipe() throws {
+        func settings(_ flags: [String: String]) throws -> CoordinatorConfiguration {
+            try CoordinatorConfiguration(settings: LayeredSettings(prefix: "FEDDISTILL_TEST_NONE", configFile: nil,
+                                                                   flags: flags.merging(["nodes": "a"]) { $1 }))
+        }
+        #expect(try settings(["method": "dc", "width": "16"]).nodeRecipe?.method == .dc)
+        for bad in [["method": "bogus"], ["width": "5000"], ["ipc": "1001"]] {
+            #expect(throws: CommandFailure.self, "\(bad)") { try settings(bad) }
+        }
     }
 
     /// End to end through the binary: the shadow recipe it announces has the set's width.

@@ -18,7 +18,7 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Non-member records, same forms.") var nonmembers: String
     @Option(help: "Comma-separated attacks: dcr, dcr_embedding, loss, lira.") var attacks = "dcr,dcr_embedding,loss"
     @Option(help: "Shadow distillations for LiRA.") var shadows = 8
-    @Option(name: .customLong("shadow-iterations"), help: "DM iterations per shadow distillation.") var shadowIterations = 100
+    @Option(name: .customLong("shadow-iterations"), help: "Iterations per shadow distillation (the shadows otherwise repeat the set's own recipe).") var shadowIterations = 100
     @Option(help: "Epochs for the attack models.") var epochs = 100
     @Option(help: "Bootstrap resamples for the confidence intervals.") var resamples = 200
     @Option(help: "Worst case: insert C mislabeled non-member records into the members, distill again (the shadow recipe, --shadow-iterations), and attack the canaries (0: off).")

@@ -96,6 +96,10 @@ extension CoordinatorConfiguration {
               evaluationEpochs > 0, deadlineSeconds > 0, lingerSeconds >= 0, (0...65535).contains(port) else {
             throw CommandFailure("ipc, iterations, evaluation settings, deadline, linger and port must be in range")
         }
+        guard let recipe = nodeRecipe else {
+            throw CommandFailure("method must be one of \(Distiller.capabilities.joined(separator: ", ")), got '\(method)'")
+        }
+        do { try recipe.validate() } catch { throw CommandFailure("the nodes' recipe is invalid: \(error)") }
     }
 }
 
