@@ -42,11 +42,89 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     /// most this long: a node that was backing off (say, across a coordinator restart) still gets its result.
     public var lingerSeconds = 60.0
     public var seed: UInt64 = 0
+    /// Hostile-peer limits (docs/threat-model.md): the most images per class a node's set may declare (nodes may
+    /// distill more than `imagesPerClass`, not without bound).
+    public var maxImagesPerClass = 100
+    /// Largest envelope accepted, in bytes.
+    public var maxEnvelopeBytes = 256 << 20
+    /// Envelope bytes being received by all `Submit` streams at once; an upload that would pass it is refused with
+    /// `resourceExhausted` (nodes retry).
+    public var maxUploadBytesInFlight = 512 << 20
+    /// Largest round report sent to nodes in the final event (they accept 16 MiB messages); a larger report drops
+    /// per-node detail first.
+    public var maxReportBytes = 4 << 20
+    /// How many times finalisation may start for one round (a restart after a crash during the merge starts it
+    /// again); past that the round fails with a recorded reason.
+    public var maxFinalizationAttempts = 3
+    /// A connection with no call in progress is closed after this long.
+    public var idleTimeoutSeconds = 300.0
+    /// Calls one connection may carry at once.
+    public var maxConcurrentStreamsPerConnection = 16
 
     public init() {}
 
+    /// Checks every value a flag, variable or file can set; throws instead of trapping later.
+    public func validate() throws(ConfigurationError) {
+        func require(_ condition: Bool, _ key: String, _ message: String) throws(ConfigurationError) {
+            if !condition { throw ConfigurationError(key: key, message: message) }
+        }
+        try require((0...65535).contains(port), "port", "must be in 0...65535, got \(port)")
+        try require(!expectedNodes.isEmpty, "expected_nodes", "name at least one node")
+        try require(Set(expectedNodes).count == expectedNodes.count, "expected_nodes", "lists a node twice")
+        try require(quorum >= 1 && quorum <= expectedNodes.count, "quorum",
+                    "must be in 1...\(expectedNodes.count) (the expected nodes), got \(quorum)")
+        try require(deadlineSeconds.isFinite && deadlineSeconds > 0, "deadline_seconds", "must be positive")
+        try require((1...1000).contains(imagesPerClass), "images_per_class", "must be in 1...1000, got \(imagesPerClass)")
+        try require((1...1000).contains(globalImagesPerClass), "global_images_per_class",
+                    "must be in 1...1000, got \(globalImagesPerClass)")
+        try require((0...1_000_000).contains(nodeIterations), "node_iterations", "must be in 0...1000000")
+        try require((0...1_000_000).contains(mergeIterations), "merge_iterations", "must be in 0...1000000")
+        try require((1...1024).contains(width), "width", "must be in 1...1024, got \(width)")
+        try require(evaluationModels >= 1 && evaluationEpochs >= 1, "evaluation_models", "models and epochs must be positive")
+        try require(metricsPort.map { (0...65535).contains($0) } ?? true, "metrics_port", "must be in 0...65535")
+        try require(lingerSeconds.isFinite && lingerSeconds >= 0, "linger_seconds", "must be ≥ 0")
+        try require(maxImagesPerClass >= imagesPerClass && maxImagesPerClass <= SyntheticSet.Metadata.maximumImagesPerClass,
+                    "max_images_per_class", "must be at least images_per_class (\(imagesPerClass))")
+        try require(maxEnvelopeBytes >= 1024 && maxEnvelopeBytes <= 1 << 30, "max_envelope_bytes", "must be in 1 KiB...1 GiB")
+        try require(maxUploadBytesInFlight >= maxEnvelopeBytes, "max_upload_bytes_in_flight",
+                    "must be at least max_envelope_bytes (\(maxEnvelopeBytes))")
+        try require(maxReportBytes >= 4096 && maxReportBytes <= 15 << 20, "max_report_bytes",
+                    "must be in 4 KiB...15 MiB (nodes accept 16 MiB messages)")
+        try require(maxFinalizationAttempts >= 1, "max_finalization_attempts", "must be at least 1")
+        try require(idleTimeoutSeconds.isFinite && idleTimeoutSeconds > 0, "idle_timeout_seconds", "must be positive")
+        try require((1...1000).contains(maxConcurrentStreamsPerConnection), "max_concurrent_streams_per_connection",
+                    "must be in 1...1000")
+        guard let recipe = nodeRecipe else {
+            throw ConfigurationError(key: "method", message: "must be one of \(Distiller.capabilities.joined(separator: ", ")), "
+                                     + "got \(PeerText.quoted(method))")
+        }
+        do { try recipe.validate() } catch { throw ConfigurationError(key: "method", message: "the nodes' recipe is invalid: \(error)") }
+    }
+
+    var envelopeLimits: EnvelopeLimits {
+        EnvelopeLimits(maxEnvelopeBytes: maxEnvelopeBytes, maxHeaderBytes: EnvelopeLimits.default.maxHeaderBytes,
+                       maxIdentifierBytes: EnvelopeLimits.default.maxIdentifierBytes, maxCiphertextBytes: maxEnvelopeBytes)
+    }
+
+    var connectionLimits: ConnectionLimits {
+        ConnectionLimits(idleTimeout: .milliseconds(Int64(idleTimeoutSeconds * 1000)), maxConcurrentStreams: maxConcurrentStreamsPerConnection)
+    }
+
     var credentials: TLSCredentials { TLSCredentials.inDirectory(credentialsDirectory, name: "coordinator") }
     var sealingKeyPath: String { KeyFiles.paths(in: credentialsDirectory, name: "coordinator").sealingKey }
+}
+
+/// A configuration value that cannot work, named by its key.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public var key: String
+    public var message: String
+
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { "invalid coordinator setting \(key): \(message)" }
 }
 
 extension CoordinatorConfiguration {

@@ -1,6 +1,7 @@
 import FederationProtocol
 import Foundation
 import GRDB
+import Distill
 
 /// The coordinator's durable state in one SQLite database (GRDB, WAL journal, `synchronous = FULL`):
 /// node registrations, rounds, received envelopes (still sealed) and results.
@@ -33,14 +34,28 @@ public final class CoordinatorDatabase: Sendable {
         }
     }
 
+    /// Where a round is in its life, as stored.
+    public enum RoundState: String, Sendable, Equatable, CaseIterable {
+        /// Accepting submissions.
+        case open
+        /// No longer accepting; the merge and evaluation run (again, after a restart).
+        case closed
+        /// The result is stored.
+        case finished
+        /// The round ended without a result; `failure` says why.
+        case failed
+    }
+
     /// A round as stored.
     public struct Round: Sendable, Equatable {
         public var id: UInt64
-        public var state: String
+        public var state: RoundState
         public var openedAtUnixSeconds: Int64
         public var deadlineUnixSeconds: Int64
         public var resultJSON: String?
         public var failure: String?
+        /// How many times finalisation (merge and evaluation) has started for this round.
+        public var finalizationAttempts: Int
     }
 
     /// The database file name inside the coordinator's state directory.
@@ -107,6 +122,11 @@ public final class CoordinatorDatabase: Sendable {
                 table.column("privacy_audit_json", .text).notNull()
                 table.column("envelope", .blob).notNull()
                 table.primaryKey(["round_id", "node_id"])
+            }
+        }
+        migrator.registerMigration("v2-finalization-attempts") { db in
+            try db.alter(table: "round") { table in
+                table.add(column: "finalization_attempts", .integer).notNull().defaults(to: 0)
             }
         }
         return migrator
@@ -234,10 +254,14 @@ public final class CoordinatorDatabase: Sendable {
     }
 
     private static func round(_ db: Database, id: UInt64) throws -> Round? {
-        try Row.fetchOne(db, sql: "SELECT * FROM round WHERE id = ?", arguments: [Int64(id)]).map { row in
-            Round(id: UInt64(row["id"] as Int64), state: row["state"], openedAtUnixSeconds: row["opened_at"],
-                  deadlineUnixSeconds: row["deadline_at"], resultJSON: row["result_json"], failure: row["failure"])
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM round WHERE id = ?", arguments: [Int64(id)]) else { return nil }
+        let text: String = row["state"]
+        guard let state = RoundState(rawValue: text) else {
+            throw StoreError.database(path: "round \(id)", reason: "unknown stored round state \(PeerText.quoted(text))")
         }
+        return Round(id: UInt64(row["id"] as Int64), state: state, openedAtUnixSeconds: row["opened_at"],
+                     deadlineUnixSeconds: row["deadline_at"], resultJSON: row["result_json"], failure: row["failure"],
+                     finalizationAttempts: row["finalization_attempts"])
     }
 
     /// A stored round.
@@ -250,13 +274,25 @@ public final class CoordinatorDatabase: Sendable {
         try guarded { try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM round") ?? 0 } }
     }
 
-    /// Moves a round to `state` (`open`, `closed`, `finished`, `failed`), with its result or failure.
-    public func setRoundState(id: UInt64, state: String, resultJSON: String? = nil, failure: String? = nil) throws {
+    /// Moves a round to `state`, with its result or failure.
+    public func setRoundState(id: UInt64, state: RoundState, resultJSON: String? = nil, failure: String? = nil) throws {
         try guarded {
             try pool.write { db in
                 try db.execute(sql: """
                     UPDATE round SET state = ?, result_json = COALESCE(?, result_json), failure = ? WHERE id = ?
-                    """, arguments: [state, resultJSON, failure, Int64(id)])
+                    """, arguments: [state.rawValue, resultJSON, failure, Int64(id)])
+            }
+        }
+    }
+
+    /// Counts one more start of the round's finalisation, durably, before it runs; returns the count including this
+    /// one. A finalisation that kills the process is counted, so a restart loop can be broken.
+    public func beginFinalization(round id: UInt64) throws -> Int {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: "UPDATE round SET finalization_attempts = finalization_attempts + 1 WHERE id = ?",
+                               arguments: [Int64(id)])
+                return try Int.fetchOne(db, sql: "SELECT finalization_attempts FROM round WHERE id = ?", arguments: [Int64(id)]) ?? 0
             }
         }
     }

@@ -1,4 +1,5 @@
 import Dispatch
+import Distill
 import FederationProtocol
 import Foundation
 import GRPCCore
@@ -12,12 +13,10 @@ import CoreMetrics
 /// The gRPC face of the coordinator: checks who is calling (peer certificate) and hands the work to the round.
 public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol {
     let round: RoundCoordinator
-    let maxEnvelopeBytes: Int
     let logger: Logger
 
-    public init(round: RoundCoordinator, maxEnvelopeBytes: Int = 256 << 20, logger: Logger) {
+    public init(round: RoundCoordinator, logger: Logger) {
         self.round = round
-        self.maxEnvelopeBytes = maxEnvelopeBytes
         self.logger = logger
     }
 
@@ -40,7 +39,7 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
             return try body()
         } catch let error as RPCError {
             round.metrics.refusedCalls.increment()
-            logger.notice("call refused", metadata: ["reason": "\(error.message)"])
+            logger.notice("call refused", metadata: ["reason": "\(PeerText.escaped(error.message, maxCharacters: 512))"])
             throw error
         } catch {
             // An unreadable revocation list fails closed.
@@ -53,20 +52,26 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
         let node = try admit(request.nodeID, context: context)
         try ProtocolVersion.require(request.protocolVersion)
         do { return try await round.join(node: node, capabilities: request.capabilities) } catch let error as RPCError { throw error } catch {
-            logger.error("cannot record a join", metadata: ["node.id": "\(node)", "error": "\(error)"])
+            logger.error("cannot record a join", metadata: ["node.id": "\(PeerText.escaped(node))", "error": "\(error)"])
             throw RPCError(code: .unavailable, message: "the coordinator could not record the join; retry")
         }
     }
 
     public func submit(request: RPCAsyncSequence<Feddistill_V1_SubmitChunk, any Error>,
                        context: ServerContext) async throws -> Feddistill_V1_Receipt {
-        _ = try admit(nil, context: context)
-        let received = try await SubmissionReceiver.receive(request, context: context, maxEnvelopeBytes: maxEnvelopeBytes)
-        guard received.metadata.roundID == round.configuration.roundID else {
-            throw RPCError(code: .failedPrecondition, message: "round \(received.metadata.roundID) is not open "
-                           + "(current round \(round.configuration.roundID))")
+        let node = try admit(nil, context: context)
+        // One upload per node at a time; its announced size is reserved against the coordinator's receive budget
+        // before a buffer is allocated, and released when the submission is stored or refused.
+        return try await round.admission.upload(node: node) { reserve in
+            let received = try await SubmissionReceiver.receive(request, context: context,
+                                                                maxEnvelopeBytes: round.configuration.maxEnvelopeBytes,
+                                                                logger: logger, reserve: reserve)
+            guard received.metadata.roundID == round.configuration.roundID else {
+                throw RPCError(code: .failedPrecondition, message: "round \(received.metadata.roundID) is not open "
+                               + "(current round \(round.configuration.roundID))")
+            }
+            return try await round.submit(received)
         }
-        return try await round.submit(received)
     }
 
     public func watchRound(request: Feddistill_V1_WatchRoundRequest, response: RPCWriter<Feddistill_V1_RoundEvent>,
@@ -86,15 +91,18 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
 }
 
 /// Runs a coordinator as a swift-service-lifecycle `ServiceGroup`: the gRPC server, the round (deadline ticks,
-/// merge, evaluation) and, optionally, the Prometheus metrics endpoint. SIGTERM and SIGINT shut it down gracefully
-/// (stored submissions stay; a restart resumes the round); SIGUSR1 closes the round at once.
+/// merge, evaluation) and, optionally, the Prometheus metrics endpoint. Signals are the caller's choice (the
+/// executable's `main` passes SIGTERM and SIGINT as `shutdownSignals`: a graceful stop, stored submissions stay and a
+/// restart resumes the round; and SIGUSR1 as `closeRoundSignals`: close the round at once). The library installs no
+/// signal handler of its own.
 public enum CoordinatorServer {
     /// Serves until the round ends (or a shutdown signal); `onListening` receives the bound gRPC port and
     /// `onMetricsListening` the metrics port. The round's metrics go into `metricsRegistry` when one is given (served
     /// over HTTP when `configuration.metricsPort` is set), otherwise to `MetricsSystem`. Returns the round's result.
     public static func run(configuration: CoordinatorConfiguration, logger: Logger,
                            metricsRegistry: PrometheusCollectorRegistry? = nil,
-                           shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+                           shutdownSignals: [UnixSignal] = [],
+                           closeRoundSignals: [UnixSignal] = [],
                            onMetricsListening: @escaping @Sendable (Int) -> Void = { _ in },
                            onListening: @escaping @Sendable (Int) -> Void) async throws -> RoundResult {
         let round = try RoundCoordinator(configuration: configuration, logger: logger,
@@ -102,9 +110,11 @@ public enum CoordinatorServer {
                                              ?? MetricsSystem.factory)
         let server = GRPCServer(
             transport: FederationTransport.server(host: configuration.host, port: configuration.port,
-                                                  credentials: configuration.credentials),
+                                                  credentials: configuration.credentials,
+                                                  connectionLimits: configuration.connectionLimits),
             services: [CoordinatorService(round: round, logger: logger)])
-        let roundService = RoundService(round: round, server: server, logger: logger, onListening: onListening)
+        let roundService = RoundService(round: round, server: server, logger: logger, closeRoundSignals: closeRoundSignals,
+                                        onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: GRPCServerService(server: server)),
             .init(service: roundService, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -146,6 +156,7 @@ struct RoundService: Service {
     let round: RoundCoordinator
     let server: GRPCServer<HTTP2ServerTransport.Posix>
     let logger: Logger
+    let closeRoundSignals: [UnixSignal]
     let onListening: @Sendable (Int) -> Void
 
     func run() async throws {
@@ -155,14 +166,15 @@ struct RoundService: Service {
         logger.info("coordinator listening", metadata: ["port": "\(port)"])
         onListening(port)
         try await round.resume()
-        // SIGUSR1 closes the round at once, as if the deadline had passed.
-        signal(SIGUSR1, SIG_IGN)
-        let closeSignal = DispatchSource.makeSignalSource(signal: SIGUSR1)
-        closeSignal.setEventHandler { Task { await round.closeNow() } }
-        closeSignal.resume()
-        defer { closeSignal.cancel() }
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
+                if !closeRoundSignals.isEmpty {
+                    // The caller's close signals (the executable passes SIGUSR1) close the round as if the deadline had passed.
+                    let signals = await UnixSignalsSequence(trapping: closeRoundSignals)
+                    group.addTask {
+                        for await _ in signals { await round.closeNow() }
+                    }
+                }
                 group.addTask {
                     // Deadline checks until the round ends.
                     while !Task.isCancelled, await round.isRunning {

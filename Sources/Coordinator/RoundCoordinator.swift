@@ -13,6 +13,10 @@ public actor RoundCoordinator {
     let database: CoordinatorDatabase
     let metrics: CoordinatorMetrics
     let verifier: EnvelopeVerifier
+    /// The one path from sealed bytes to a validated set (submit and finalisation).
+    nonisolated let opener: SubmissionOpener
+    /// One upload per node, a bound on the bytes being received at once.
+    nonisolated let admission: SubmissionAdmission
     let sealingKeys: SealingKeys
     let nodeKeys: [String: SigningPublicKey]
     let logger: Logger
@@ -26,7 +30,7 @@ public actor RoundCoordinator {
     public private(set) var result: RoundResult?
     var failure: String?
     /// The round's state as stored when this process started (`open` or `closed`).
-    let storedState: String
+    let storedState: CoordinatorDatabase.RoundState
 
     /// Opens the state database and loads keys. A restart keeps the round's original deadline; call ``resume()``
     /// to replay the submissions already stored.
@@ -34,6 +38,7 @@ public actor RoundCoordinator {
     /// - Throws: `RoundFailure` if the round already finished or failed (start a new round id).
     public init(configuration: CoordinatorConfiguration, logger: Logger,
                 metricsFactory: any MetricsFactory = MetricsSystem.factory) throws {
+        try configuration.validate()
         self.configuration = configuration
         self.logger = logger
         metrics = CoordinatorMetrics(factory: metricsFactory)
@@ -43,10 +48,10 @@ public actor RoundCoordinator {
         let round = try database.openRound(id: configuration.roundID, now: Int64(now.timeIntervalSince1970),
                                            deadline: Int64(now.addingTimeInterval(configuration.deadlineSeconds).timeIntervalSince1970))
         switch round.state {
-        case "finished":
+        case .finished:
             throw RoundFailure(reason: "round \(round.id) already finished (see \(configuration.stateDirectory)/result-round-\(round.id).json); "
                                + "start the next round with a new round id")
-        case "failed":
+        case .failed:
             throw RoundFailure(reason: "round \(round.id) failed earlier (\(round.failure ?? "no reason stored")); start a new round id")
         default: break
         }
@@ -58,7 +63,11 @@ public actor RoundCoordinator {
         }
         nodeKeys = keys
         verifier = EnvelopeVerifier(federationID: configuration.federationID, recipientKeys: sealingKeys,
-                                    nodeSigningKeys: keys, replayStore: InMemoryReplayStore())
+                                    nodeSigningKeys: keys, replayStore: InMemoryReplayStore(),
+                                    limits: configuration.envelopeLimits)
+        opener = SubmissionOpener(verifier: verifier, roundID: configuration.roundID, descriptor: descriptor,
+                                  maxImagesPerClass: configuration.maxImagesPerClass)
+        admission = SubmissionAdmission(maxBytesInFlight: configuration.maxUploadBytesInFlight)
         machine = RoundStateMachine(expectedNodes: Set(configuration.expectedNodes), quorum: configuration.quorum,
                                     deadline: Date(timeIntervalSince1970: TimeInterval(round.deadlineUnixSeconds)))
         metrics.roundState.record(0)
@@ -67,12 +76,12 @@ public actor RoundCoordinator {
     /// Replays stored submissions into the state machine; call once after init.
     public func resume() throws {
         for record in try database.records(round: configuration.roundID) {
-            logger.info("resuming stored submission", metadata: ["node.id": "\(record.nodeID)", "round.id": "\(record.roundID)"])
+            logger.info("resuming stored submission", metadata: ["node.id": "\(PeerText.escaped(record.nodeID))", "round.id": "\(record.roundID)"])
             act(machine.submissionStored(from: record.nodeID, now: Date()))
         }
         metrics.submissionsInRound.record(machine.submitted.count)
         // A round that had closed before a crash (it was merging) closes again at once with what it holds.
-        if storedState == "closed", result == nil, failure == nil {
+        if storedState == .closed, result == nil, failure == nil {
             act(machine.closeNow())
         }
     }
@@ -81,13 +90,14 @@ public actor RoundCoordinator {
     /// the `capabilities` it announced) is refused with `failedPrecondition`, before it is recorded as joined.
     func join(node: String, capabilities: [String]) throws -> Feddistill_V1_JoinResponse {
         guard capabilities.contains(configuration.method) else {
+            let announced = capabilities.prefix(16).map { PeerText.escaped($0, maxCharacters: 32) }.joined(separator: ", ")
             throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) distills with method "
-                           + "'\(configuration.method)', which \(node) does not support (capabilities: \(capabilities.joined(separator: ", ")))")
+                           + "'\(configuration.method)', which \(PeerText.escaped(node)) does not support (capabilities: \(announced))")
         }
         try database.nodeSeen(node, atUnixSeconds: Int64(Date().timeIntervalSince1970))
         metrics.joins.increment()
         if joined.insert(node).inserted {
-            logger.info("node joined", metadata: ["node.id": "\(node)"])
+            logger.info("node joined", metadata: ["node.id": "\(PeerText.escaped(node))"])
             publish { $0.nodeJoined.nodeID = node }
         }
         var response = Feddistill_V1_JoinResponse()
@@ -106,47 +116,54 @@ public actor RoundCoordinator {
         return response
     }
 
-    /// Verifies, validates and durably stores one envelope; returns the receipt.
+    /// Verifies, validates and durably stores one envelope; returns the receipt. The envelope is opened off the
+    /// actor with the same ``SubmissionOpener`` the finalisation uses, so a stored set can always be merged.
     func submit(_ submission: ReceivedSubmission) async throws -> Feddistill_V1_Receipt {
         let node = submission.nodeID
         let digest = submission.digest.map { String(format: "%02x", $0) }.joined()
         if let existing = try database.record(round: configuration.roundID, node: node), existing.digestHex == digest {
-            logger.info("resubmission of a stored envelope", metadata: ["node.id": "\(node)"])
+            logger.info("resubmission of a stored envelope", metadata: ["node.id": "\(PeerText.escaped(node))"])
             metrics.duplicateSubmissions.increment()
             return submission.receipt(storedAtUnixSeconds: existing.storedAtUnixSeconds)
         }
         guard machine.accepts(node) else {
-            throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) is not accepting submissions from \(node)")
+            throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) is not accepting submissions from this node")
         }
-        let verified: VerifiedEnvelope
-        do {
-            verified = try await verifier.verify(submission.envelope, currentRound: configuration.roundID, sender: node, logger: logger)
-        } catch {
+        let opened: SubmissionOpener.Opened
+        do { opened = try await opener.openOffActor(submission.envelope, from: node) } catch {
             reject(node, reason: error.description)
             throw error.rpcError
         }
-        do {
-            let set = try SyntheticSet.decode(verified.payload, path: "submission from \(node)")
-            try set.check(fits: descriptor)
-        } catch {
-            reject(node, reason: "\(error)")
-            throw RPCError(code: .invalidArgument, message: "invalid synthetic set: \(error)")
+        let signedAudit = opened.set.metadata.privacyAudit ?? ""
+        guard submission.metadata.privacyAuditJson.isEmpty || submission.metadata.privacyAuditJson == signedAudit else {
+            let reason = "privacy_audit_json in the submit metadata is not signed; send it inside the set (metadata key privacy_audit) "
+                + "and leave the field empty or equal to it"
+            reject(node, reason: reason)
+            throw RPCError(code: .invalidArgument, message: reason)
+        }
+        do { try await verifier.recordNonce(of: opened.envelope) } catch {
+            reject(node, reason: error.description)
+            throw error.rpcError
+        }
+        // The round may have closed while the envelope was being opened.
+        guard machine.accepts(node) else {
+            throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) closed before the submission was stored")
         }
         let record = CoordinatorDatabase.Record(nodeID: node, roundID: configuration.roundID, digestHex: digest,
-                                            bytes: submission.envelope.count, storedAtUnixSeconds: Int64(Date().timeIntervalSince1970),
-                                            privacyAuditJSON: submission.metadata.privacyAuditJson)
+                                                bytes: submission.envelope.count, storedAtUnixSeconds: Int64(Date().timeIntervalSince1970),
+                                                privacyAuditJSON: signedAudit)
         let stored: CoordinatorDatabase.Record
         do { stored = try database.store(envelope: submission.envelope, record: record) } catch let error as StoreError {
             if case .conflictingSubmission = error {
                 reject(node, reason: error.description)
                 throw RPCError(code: .alreadyExists, message: error.description)
             }
-            logger.error("cannot store a submission", metadata: ["node.id": "\(node)", "error": "\(error)"])
+            logger.error("cannot store a submission", metadata: ["node.id": "\(PeerText.escaped(node))", "error": "\(error)"])
             throw RPCError(code: .unavailable, message: "the coordinator could not store the submission; retry")
         }
         metrics.storedSubmissions.increment()
         metrics.envelopeBytes.increment(by: stored.bytes)
-        logger.info("submission stored", metadata: ["node.id": "\(node)", "envelope.bytes": "\(stored.bytes)"])
+        logger.info("submission stored", metadata: ["node.id": "\(PeerText.escaped(node))", "envelope.bytes": "\(stored.bytes)"])
         publish {
             $0.nodeSubmitted.nodeID = node
             $0.nodeSubmitted.envelopeDigest = Data(submission.digest)
@@ -212,10 +229,12 @@ public actor RoundCoordinator {
 
     private func reject(_ node: String, reason: String) {
         metrics.rejectedSubmissions.increment()
-        logger.info("submission rejected", metadata: ["node.id": "\(node)", "reason": "\(reason)"])
+        // Reasons quote what the peer sent; escaped and cut so that neither logs nor round events carry it raw.
+        let safeReason = PeerText.escaped(reason, maxCharacters: 512)
+        logger.info("submission rejected", metadata: ["node.id": "\(PeerText.escaped(node))", "reason": "\(safeReason)"])
         publish {
             $0.nodeRejected.nodeID = node
-            $0.nodeRejected.reason = reason
+            $0.nodeRejected.reason = safeReason
         }
     }
 
@@ -235,43 +254,60 @@ public actor RoundCoordinator {
             logger.info("round closed", metadata: ["round.id": "\(configuration.roundID)", "submissions": "\(submitted.count)"])
             publish { $0.roundClosed.submissionCount = UInt32(submitted.count) }
             metrics.roundState.record(1)
-            persistState("closed")
+            persistState(.closed)
             let failures = Dictionary(uniqueKeysWithValues: Set(configuration.expectedNodes).subtracting(submitted).map {
                 ($0, "no submission before the round closed")
             })
             Task { await self.finalize(submitted: submitted, failures: failures) }
         case let .fail(reason):
             logger.error("round failed", metadata: ["reason": "\(reason)"])
-            persistState("failed", failure: reason)
+            persistState(.failed, failure: reason)
             end(.failure(RoundFailure(reason: reason)))
         }
     }
 
     private func finalize(submitted: [String], failures: [String: String]) async {
-        let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: database, sealingKeys: sealingKeys,
-                                  nodeKeys: nodeKeys, logger: logger)
+        // Counted before it runs: a finalisation that takes the process down (out of memory, a bug) is retried after
+        // a restart at most `maxFinalizationAttempts` times, then the round fails with that reason instead of looping.
+        let attempt: Int
+        do { attempt = try database.beginFinalization(round: configuration.roundID) } catch {
+            fail(finalizing: "cannot record the finalisation attempt: \(error)")
+            return
+        }
+        guard attempt <= configuration.maxFinalizationAttempts else {
+            fail(finalizing: "finalisation started \(attempt - 1) times without completing (the process ended during it "
+                 + "each time); the round is given up")
+            return
+        }
+        let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: database, opener: opener,
+                                  logger: logger)
         do {
             let result = try await Parallel.offThePool { try work.run(submitted: submitted, failures: failures) }
             self.result = result
             metrics.roundState.record(2)
             metrics.globalAccuracy.record(result.global.mean)
             for (phase, seconds) in result.phaseSeconds { metrics.phase(phase, seconds: seconds) }
-            persistState("finished", resultJSON: String(decoding: result.json(), as: UTF8.self))
+            let report = String(decoding: result.json(maxBytes: configuration.maxReportBytes), as: UTF8.self)
+            persistState(.finished, resultJSON: report)
             publish {
                 $0.finalResult.accuracyMean = result.global.mean
                 $0.finalResult.accuracyStd = result.global.standardDeviation
-                $0.finalResult.reportJson = String(decoding: result.json(), as: UTF8.self)
+                $0.finalResult.reportJson = report
             }
             end(.success(result))
         } catch {
-            logger.error("round finalisation failed", metadata: ["error": "\(error)"])
-            metrics.roundState.record(3)
-            persistState("failed", failure: "\(error)")
-            end(.failure(error))
+            fail(finalizing: "\(error)")
         }
     }
 
-    private func persistState(_ state: String, resultJSON: String? = nil, failure: String? = nil) {
+    private func fail(finalizing reason: String) {
+        logger.error("round finalisation failed", metadata: ["error": "\(reason)"])
+        metrics.roundState.record(3)
+        persistState(.failed, failure: reason)
+        end(.failure(RoundFailure(reason: reason)))
+    }
+
+    private func persistState(_ state: CoordinatorDatabase.RoundState, resultJSON: String? = nil, failure: String? = nil) {
         do {
             try database.setRoundState(id: configuration.roundID, state: state, resultJSON: resultJSON, failure: failure)
         } catch {

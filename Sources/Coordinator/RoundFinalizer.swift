@@ -1,5 +1,4 @@
 import Distill
-import FederationProtocol
 import Foundation
 import Logging
 
@@ -23,23 +22,41 @@ public struct RoundResult: Sendable {
     public var phaseSeconds: [String: Double]
     public var globalSetPath: String
 
-    /// The machine-readable report (`simulate --json` embeds it).
-    public func json() -> Data {
+    /// The machine-readable report (`simulate --json` embeds it), whole.
+    public func json() -> Data { json(includeAudits: true, failureCharacters: nil, includeNodes: true) }
+
+    /// The report in at most `maxBytes`: whole when it fits; otherwise without the nodes' privacy-audit summaries
+    /// and with failure reasons cut to 200 characters; otherwise without the per-node list. The cut report says
+    /// what it left out (`"truncated"`), so what reaches the nodes never exceeds what they accept, whatever nodes sent.
+    public func json(maxBytes: Int) -> Data {
+        let whole = json()
+        if whole.count <= maxBytes { return whole }
+        let trimmed = json(includeAudits: false, failureCharacters: 200, includeNodes: true, truncated: "privacy_audit, failure")
+        if trimmed.count <= maxBytes { return trimmed }
+        return json(includeAudits: false, failureCharacters: 0, includeNodes: false, truncated: "nodes")
+    }
+
+    private func json(includeAudits: Bool, failureCharacters: Int?, includeNodes: Bool, truncated: String? = nil) -> Data {
         func report(_ r: SetEvaluation.Report) -> [String: Any] {
             ["accuracy_mean": r.mean, "accuracy_std": r.standardDeviation, "accuracies": r.accuracies, "per_class": r.perClass,
              "seconds": r.seconds]
         }
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "round": roundID, "global": report(global), "baselines": baselines.mapValues(report),
-            "nodes": nodes.map { node -> [String: Any] in
+            "phase_seconds": phaseSeconds, "global_set": globalSetPath, "node_count": nodes.count,
+        ]
+        if includeNodes {
+            object["nodes"] = nodes.map { node -> [String: Any] in
                 var entry: [String: Any] = ["id": node.id, "submitted": node.submitted, "bytes_sent": node.bytesSent, "images": node.images]
-                if let failure = node.failure { entry["failure"] = failure }
-                if !node.privacyAuditJSON.isEmpty { entry["privacy_audit"] = node.privacyAuditJSON }
+                if let failure = node.failure {
+                    entry["failure"] = failureCharacters.map { String(failure.prefix($0)) } ?? failure
+                }
+                if includeAudits, !node.privacyAuditJSON.isEmpty { entry["privacy_audit"] = node.privacyAuditJSON }
                 if let dp = node.differentialPrivacy { entry["differential_privacy"] = dp.jsonObject }
                 return entry
-            },
-            "phase_seconds": phaseSeconds, "global_set": globalSetPath,
-        ]
+            }
+        }
+        if let truncated { object["truncated"] = truncated }
         return (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
     }
 }
@@ -49,8 +66,7 @@ struct RoundFinalizer: Sendable {
     let configuration: CoordinatorConfiguration
     let descriptor: DatasetDescriptor
     let store: CoordinatorDatabase
-    let sealingKeys: SealingKeys
-    let nodeKeys: [String: SigningPublicKey]
+    let opener: SubmissionOpener
     let logger: Logger
 
     func run(submitted: [String], failures: [String: String]) throws -> RoundResult {
@@ -66,15 +82,11 @@ struct RoundFinalizer: Sendable {
         for node in submitted {
             let record = try store.record(round: configuration.roundID, node: node)
             do {
-                // Decrypted in memory only; the stored copy stays sealed.
-                let envelope = try SealedEnvelope.parse(try store.envelope(round: configuration.roundID, node: node), limits: .default)
-                guard let key = nodeKeys[node] else { throw RoundFailure(reason: "no registered key for \(node)") }
-                let payload = try envelope.open(recipientKeys: sealingKeys, expectedSigner: key)
-                let set = try SyntheticSet.decode(payload, path: "submission from \(node)")
-                try set.check(fits: descriptor)
+                // Decrypted in memory only; the stored copy stays sealed. The same checks as on submit.
+                let set = try opener.open(try store.envelope(round: configuration.roundID, node: node), from: node).set
                 submissions.append(NodeSubmission(nodeID: node, set: set))
                 nodes.append(.init(id: node, submitted: true, bytesSent: record?.bytes ?? 0, images: set.data.count,
-                                   privacyAuditJSON: record?.privacyAuditJSON ?? "", differentialPrivacy: set.metadata.privacy))
+                                   privacyAuditJSON: set.metadata.privacyAudit ?? "", differentialPrivacy: set.metadata.privacy))
             } catch {
                 failures[node] = "stored set unusable: \(error)"
             }

@@ -101,13 +101,15 @@ public struct NodeRunner: Sendable {
             let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
             let recipe = try recipe(for: round)
             let start = Date()
-            let set = try await distill(privateData, descriptor: splits.descriptor, recipe: recipe, progress: progress)
+            var set = try await distill(privateData, descriptor: splits.descriptor, recipe: recipe, progress: progress)
             let distillSeconds = Date().timeIntervalSince(start)
-            var auditJSON = ""
             if config.privacyGate {
                 progress?("audit", 0, 1)
                 let (summary, passed, reason) = try await audit(set.data, members: privateData, nonMembers: heldOut, descriptor: splits.descriptor)
-                auditJSON = summary
+                // The summary travels inside the set, so the node's signature covers it.
+                if let summary = try? SyntheticSet.Metadata.validatedAuditSummary(summary, path: "privacy audit") {
+                    set.metadata.privacyAudit = summary
+                }
                 guard passed else {
                     logger.error("privacy gate blocked the submission", metadata: ["node.id": "\(config.nodeID)", "reason": "\(reason)"])
                     throw NodeError.privacyGate(reason)
@@ -119,7 +121,6 @@ public struct NodeRunner: Sendable {
             var metadata = SubmitMetadata()
             metadata.roundID = round.roundID
             metadata.nodeID = config.nodeID
-            metadata.privacyAuditJson = auditJSON
             progress?("submit", 0, 1)
             // The same bytes on every attempt: a node that lost its receipt resubmits and is stored once.
             _ = try await retrying("submit") { try await federation.submitEnvelope(envelope, metadata: metadata) }

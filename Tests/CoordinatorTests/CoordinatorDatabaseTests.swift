@@ -58,17 +58,17 @@ struct CoordinatorDatabaseTests {
         do {
             let database = try CoordinatorDatabase(stateDirectory: directory)
             let round = try database.openRound(id: 7, now: 100, deadline: 160)
-            #expect(round.state == "open" && round.deadlineUnixSeconds == 160)
+            #expect(round.state == .open && round.deadlineUnixSeconds == 160)
             try database.nodeSeen("a", atUnixSeconds: 101)
             try database.nodeSeen("a", atUnixSeconds: 105)
-            try database.setRoundState(id: 7, state: "closed")
+            try database.setRoundState(id: 7, state: .closed)
         }
         let reopened = try CoordinatorDatabase(stateDirectory: directory)
         let round = try reopened.openRound(id: 7, now: 500, deadline: 900)
         #expect(round.deadlineUnixSeconds == 160 && round.openedAtUnixSeconds == 100, "a restart keeps the original deadline")
-        #expect(round.state == "closed")
+        #expect(round.state == .closed)
         #expect(try reopened.nodes() == ["a"] && reopened.nodeCount() == 1)
-        try reopened.setRoundState(id: 7, state: "finished", resultJSON: "{\"ok\":1}")
+        try reopened.setRoundState(id: 7, state: .finished, resultJSON: "{\"ok\":1}")
         #expect(try reopened.round(id: 7)?.resultJSON == "{\"ok\":1}")
         #expect(try reopened.roundCount() == 1)
     }

@@ -202,7 +202,8 @@ struct SyntheticSetRecipeTests {
     func set(recipe: DistillationRecipe?) -> SyntheticSet {
         var metadata = SyntheticSet.Metadata(
             dataset: "digits", imageShape: [1, 8, 8], classCount: 10, normalization: Self.descriptor.normalization,
-            method: "dm", imagesPerClass: 1, iterations: 2, initialization: "noise", seed: 1, sourceClassCounts: [3, 3])
+            method: "dm", imagesPerClass: 1, iterations: 2, initialization: "noise", seed: 1,
+            sourceClassCounts: Array(repeating: 3, count: 10))
         metadata.recipe = recipe
         return SyntheticSet(data: LabeledImages(images: Tensor(shape: [2, 1, 8, 8]), labels: [0, 1], classCount: 10), metadata: metadata)
     }

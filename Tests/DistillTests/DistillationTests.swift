@@ -227,6 +227,7 @@ struct SyntheticSetTests {
         var wrongLabel = sampleSet()
         wrongLabel.data.labels[0] = 3
         wrongLabel.metadata.classCount = 3
+        wrongLabel.metadata.sourceClassCounts = [5, 6, 0]
         var bytes = wrongLabel.encoded()
         // Patch a label to 9 ≥ class count 3 (labels come first: sorted names put "images" before "labels").
         let headerLength = Int(bytes[0]) | Int(bytes[1]) << 8

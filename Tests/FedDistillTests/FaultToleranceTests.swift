@@ -121,7 +121,7 @@ struct FaultToleranceTests {
         #expect(submitted(try result()) == nodes)
         let database = try CoordinatorDatabase(stateDirectory: state)
         #expect(try database.records(round: 1).count == 2, "each node stored once")
-        #expect(try database.round(id: 1)?.state == "finished")
+        #expect(try database.round(id: 1)?.state == .finished)
         // Starting the finished round again is refused with a clear message, and changes nothing.
         let third = try coordinator(nodes: nodes, quorum: 2, deadline: 600)
         #expect(await third.waitForExit() != 0)

@@ -110,7 +110,7 @@ struct FederatedRoundTests {
         }
         // Stored envelopes stay sealed at rest: no safetensors header or tensor names in the clear.
         let stored = try CoordinatorDatabase(stateDirectory: root + "/coordinator")
-        #expect(try stored.round(id: 1)?.state == "finished")
+        #expect(try stored.round(id: 1)?.state == .finished)
         for node in nodes {
             let bytes = try stored.envelope(round: 1, node: node)
             #expect(bytes.starts(with: SealedEnvelope.magic))
@@ -237,7 +237,100 @@ struct FederatedRoundTests {
             let database = try CoordinatorDatabase(stateDirectory: root + "/coordinator")
             #expect(try database.records(round: 1).map(\.nodeID) == ["node-a"])
             #expect(try database.envelope(round: 1, node: "node-a") == envelope)
-            #expect(try database.round(id: 1)?.state == "open", "the round goes on")
+            #expect(try database.round(id: 1)?.state == .open, "the round goes on")
+            group.cancelAll()
+        }
+    }
+
+    /// A registered node that turns hostile sends sealed, signed sets built to crash the coordinator or to block the
+    /// result: each is refused with `invalidArgument` and a reason, nothing is stored, and the round completes for the
+    /// honest node once the same node sends a valid set.
+    @Test(.timeLimit(.minutes(3))) func aHostileRegisteredNodeCannotStopTheRound() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let nodes = ["node-a", "node-b"]
+        try provision(nodes: nodes)
+        let logger = Logger(label: "test")
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let configuration = coordinatorConfiguration(nodes: nodes)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                _ = try await CoordinatorServer.run(configuration: configuration, logger: logger) { portContinuation.yield($0) }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            let transport = try FederationTransport.client(host: "127.0.0.1", port: port,
+                                                           credentials: TLSCredentials.inDirectory(certs, name: "node-a"))
+            try await withGRPCClient(transport: transport) { client in
+                let federation = Feddistill_V1_Federation.Client(wrapping: client)
+                var join = Feddistill_V1_JoinRequest()
+                join.nodeID = "node-a"
+                join.protocolVersion = ProtocolVersion.current
+                join.capabilities = ["dm"]
+                let joined = try await federation.join(join)
+                let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
+                let signer = try KeyFiles.readSigningKeys(KeyFiles.paths(in: certs, name: "node-a").signingKey)
+                func submit(_ payload: [UInt8], unsignedAudit: String = "") async throws -> Receipt {
+                    let envelope = try SealedEnvelope.seal(
+                        payload: payload, recipient: recipient, signer: signer,
+                        header: EnvelopeHeader(federationID: joined.round.federationID, roundID: 1, nodeID: "node-a")).serialized()
+                    var metadata = SubmitMetadata()
+                    metadata.roundID = 1
+                    metadata.nodeID = "node-a"
+                    metadata.privacyAuditJson = unsignedAudit
+                    return try await federation.submitEnvelope(envelope, metadata: metadata)
+                }
+                var rng = RandomSource(seed: 4)
+                let descriptor = DatasetCatalog.digits
+                let labels = (0..<10).flatMap { [$0, $0] }
+                var set = SyntheticSet(
+                    data: LabeledImages(images: Tensor.normal([20, 1, 8, 8], using: &rng), labels: labels, classCount: 10),
+                    metadata: .init(dataset: "digits", imageShape: descriptor.imageShape, classCount: 10,
+                                    normalization: descriptor.normalization, method: "dm", imagesPerClass: 2, iterations: 0,
+                                    initialization: "noise", seed: 4, sourceClassCounts: Array(repeating: 30, count: 10)))
+                func patched(_ key: String, _ value: String) throws -> [UInt8] {
+                    var (entries, strings) = try SafeTensors.decode(set.encoded(), path: "s")
+                    strings[key] = value
+                    return SafeTensors.encode(entries, metadata: strings)
+                }
+                let header = #"{"images":{"dtype":"F32","shape":[4294967295,4294967295,4294967295,4294967295],"data_offsets":[0,4]}}"#
+                let overflowing = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Array($0) } + Array(header.utf8) + [0, 0, 0, 0]
+                let aliased = "{" + (0..<3000).map { #""t\#($0)":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}"# }
+                    .joined(separator: ",") + "}"
+                let aliasing = withUnsafeBytes(of: UInt64(aliased.utf8.count).littleEndian) { Array($0) } + Array(aliased.utf8) + [1, 2, 3, 4]
+                let hostile: [(String, [UInt8], String)] = [
+                    ("overflowing shape", overflowing, "shape"),
+                    ("3,000 tensors on one byte range", aliasing, "overlap"),
+                    ("huge class counts", try patched("source_class_counts", "[9223372036854775807,1,1,1,1,1,1,1,1,1]"), "source_class_counts"),
+                    ("another dataset", try patched("dataset", "mnist"), "the round is on digits"),
+                    ("a float where an integer belongs", try patched("ipc", "2.0"), "ipc"),
+                ]
+                for (what, payload, fragment) in hostile {
+                    do {
+                        _ = try await submit(payload)
+                        Issue.record("the coordinator stored a set with \(what)")
+                    } catch let error as RPCError {
+                        #expect(error.code == .invalidArgument && error.message.contains(fragment), "\(what): \(error)")
+                    }
+                }
+                // Megabytes of control characters in the unsigned metadata field are refused as well.
+                do {
+                    _ = try await submit(set.encoded(), unsignedAudit: String(repeating: "\u{1B}[2J\n", count: 1 << 20))
+                    Issue.record("the coordinator took an unsigned audit")
+                } catch let error as RPCError {
+                    #expect(error.code == .invalidArgument && error.message.contains("not signed"), "\(error)")
+                }
+                #expect(try CoordinatorDatabase(stateDirectory: root + "/coordinator").records(round: 1).isEmpty)
+                // The same node behaving: a valid set with its audit signed inside.
+                set.metadata.privacyAudit = #"{"verdict":"pass"}"#
+                _ = try await submit(set.encoded())
+            }
+            var honest = nodeConfiguration("node-b", index: 1, port: port)
+            honest.privacyGate = false
+            let report = try await NodeRunner(configuration: honest, logger: logger).run()
+            #expect(report.globalAccuracyMean != nil, "the honest node received the result")
+            let database = try CoordinatorDatabase(stateDirectory: root + "/coordinator")
+            #expect(try database.round(id: 1)?.state == .finished)
+            #expect(try database.records(round: 1).map(\.privacyAuditJSON) == [#"{"verdict":"pass"}"#, ""])
             group.cancelAll()
         }
     }

@@ -11,15 +11,19 @@ enum FileBytes {
         return bytes
     }
 
-    /// Decompresses a gzip stream (also concatenated members) with zlib.
-    static func gunzip(_ input: [UInt8], path: String) throws(DatasetError) -> [UInt8] {
+    /// Largest decompressed file accepted by default (MNIST's largest file is 47 MB): a gzip bomb stops here.
+    static let maximumDecompressedBytes = 1 << 30
+
+    /// Decompresses a gzip stream (also concatenated members) with zlib, refusing output beyond `maxOutputBytes`.
+    static func gunzip(_ input: [UInt8], path: String,
+                       maxOutputBytes: Int = maximumDecompressedBytes) throws(DatasetError) -> [UInt8] {
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw .malformed(path: path, reason: "zlib could not start")
         }
         defer { inflateEnd(&stream) }
         var output = [UInt8]()
-        output.reserveCapacity(input.count * 4)
+        output.reserveCapacity(min(input.count.multipliedReportingOverflow(by: 4).partialValue, maxOutputBytes))
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         var status: Int32 = Z_OK
         var input = input
@@ -33,12 +37,16 @@ enum FileBytes {
                     status = inflate(&stream, Z_NO_FLUSH)
                     output.append(contentsOf: buffer[0..<(buffer.count - Int(stream.avail_out))])
                 }
+                if output.count > maxOutputBytes { status = Z_MEM_ERROR }
                 if status == Z_STREAM_END && stream.avail_in > 0 {
                     status = inflateReset(&stream) == Z_OK ? Z_OK : Z_DATA_ERROR
                 }
             } while status == Z_OK
         }
         guard status == Z_STREAM_END else {
+            if output.count > maxOutputBytes {
+                throw .malformed(path: path, reason: "gzip data expands beyond the limit of \(maxOutputBytes) bytes")
+            }
             let reason = status == Z_BUF_ERROR ? "gzip stream ends early (truncated file)" : "corrupt gzip data"
             throw .malformed(path: path, reason: reason)
         }

@@ -10,7 +10,11 @@
 public enum IDXLoader {
     /// Reads an image file: returns the raw bytes and `(N, rows, cols)`.
     public static func readImages(_ path: String) throws(DatasetError) -> (pixels: [UInt8], count: Int, rows: Int, cols: Int) {
-        let bytes = try FileBytes.read(path)
+        try parseImages(try FileBytes.read(path), path: path)
+    }
+
+    /// Parses an image file's (decompressed) bytes; `path` names it in errors.
+    public static func parseImages(_ bytes: [UInt8], path: String) throws(DatasetError) -> (pixels: [UInt8], count: Int, rows: Int, cols: Int) {
         let reader = ByteReader(bytes: bytes, path: path)
         let magic = try reader.uint32BE(at: 0)
         guard magic == 0x0000_0803 else { throw .badMagic(path: path, found: magic, expected: 0x0000_0803) }
@@ -27,7 +31,11 @@ public enum IDXLoader {
 
     /// Reads a label file.
     public static func readLabels(_ path: String) throws(DatasetError) -> [UInt8] {
-        let bytes = try FileBytes.read(path)
+        try parseLabels(try FileBytes.read(path), path: path)
+    }
+
+    /// Parses a label file's (decompressed) bytes.
+    public static func parseLabels(_ bytes: [UInt8], path: String) throws(DatasetError) -> [UInt8] {
         let reader = ByteReader(bytes: bytes, path: path)
         let magic = try reader.uint32BE(at: 0)
         guard magic == 0x0000_0801 else { throw .badMagic(path: path, found: magic, expected: 0x0000_0801) }

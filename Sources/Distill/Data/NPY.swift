@@ -70,12 +70,17 @@ public enum NPY {
         switch quoted {
         case "|u1", "<u1", "u1":
             guard bytes.count - dataStart == count else {
-                throw .truncated(path: path, expectedBytes: dataStart + count, actualBytes: bytes.count)
+                let expected = count.addingReportingOverflow(dataStart)
+                throw .truncated(path: path, expectedBytes: expected.overflow ? Int.max : expected.partialValue, actualBytes: bytes.count)
             }
             return NPY.Array(shape: shape, values: bytes[dataStart...].map(Float.init), isUInt8: true)
         case "<f4":
             guard count <= (bytes.count - dataStart) / 4, bytes.count - dataStart == count * 4 else {
-                throw .truncated(path: path, expectedBytes: dataStart + count * 4, actualBytes: bytes.count)
+                // Checked: a hostile shape must not overflow the message either.
+                let data = count.multipliedReportingOverflow(by: 4)
+                let total = data.partialValue.addingReportingOverflow(dataStart)
+                throw .truncated(path: path, expectedBytes: data.overflow || total.overflow ? Int.max : total.partialValue,
+                                 actualBytes: bytes.count)
             }
             var values = [Float](repeating: 0, count: count)
             values.withUnsafeMutableBytes { dst in

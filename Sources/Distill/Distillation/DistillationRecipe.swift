@@ -67,7 +67,7 @@ public struct DistillationRecipe: Codable, Sendable, Equatable {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             let normText = try container.decode(String.self, forKey: .norm)
             guard let norm = NormKind(normText) else {
-                throw RecipeError.invalid(field: "network.norm", reason: "unknown normalisation '\(normText.prefix(40))'")
+                throw RecipeError.invalid(field: "network.norm", reason: "unknown normalisation \(PeerText.quoted(normText, maxCharacters: 40))")
             }
             self.init(width: try container.decode(Int.self, forKey: .width), depth: try container.decode(Int.self, forKey: .depth),
                       norm: norm, activation: try container.decode(Activation.self, forKey: .activation),
@@ -272,6 +272,8 @@ extension DistillationRecipe {
         public static let loops = 1...1000
         public static let innerLoops = 0...1000
         public static let pretrainingEpochs = 1...10_000
+        /// What a recipe's JSON may be: 64 KiB, depth 8, 1,000 values.
+        public static let json = StrictJSON.Limits(maxBytes: 64 << 10, maxDepth: 8, maxValues: 1000)
     }
 
     /// Checks every field a user or a peer can set.
@@ -350,7 +352,8 @@ extension DistillationRecipe {
     /// Parses and validates a recipe.
     /// - Throws: ``RecipeError/invalid(field:reason:)`` for a bad value, ``RecipeError/malformed(_:)`` for bad JSON.
     public static func decode(json text: String) throws(RecipeError) -> DistillationRecipe {
-        guard text.utf8.count <= 64 * 1024 else { throw .malformed("longer than 64 KiB") }
+        // Outside text: the strict reader first (bounded size and depth, no duplicate keys), then the typed decode.
+        do { _ = try StrictJSON.parse(text, limits: Limits.json) } catch { throw .malformed(error.description) }
         do {
             return try JSONDecoder().decode(DistillationRecipe.self, from: Data(text.utf8))
         } catch let error as RecipeError {
@@ -360,9 +363,10 @@ extension DistillationRecipe {
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context),
                 let DecodingError.valueNotFound(_, context) {
             let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw field.isEmpty ? .malformed(context.debugDescription) : .invalid(field: field, reason: context.debugDescription)
+            let reason = PeerText.escaped(context.debugDescription, maxCharacters: 200)
+            throw field.isEmpty ? .malformed(reason) : .invalid(field: field, reason: reason)
         } catch {
-            throw .malformed("\(error)")
+            throw .malformed(PeerText.escaped("\(error)", maxCharacters: 200))
         }
     }
 }

@@ -135,3 +135,14 @@ public enum GaussianAccountant {
         return high
     }
 }
+
+extension PrivacyCalibration {
+    /// Whether every field is in its valid range (finite, positive where it must be), as a guarantee read from a
+    /// file or a peer must be before it is reported.
+    public var isPlausible: Bool {
+        epsilon.isFinite && epsilon >= 0 && delta.isFinite && delta > 0 && delta < 1 && noiseMultiplier.isFinite
+            && noiseMultiplier > 0 && sampleRate.isFinite && sampleRate > 0 && sampleRate <= 1 && steps >= 0
+            && clipNorm.isFinite && clipNorm > 0
+    }
+}
+

@@ -66,19 +66,30 @@ extension EnvelopeError: CustomStringConvertible {
         case .protocolVersionMismatch(let received, let supported):
             return "envelope protocol version \(received) is not supported (this build speaks \(supported))"
         case .federationMismatch(let received, let expected):
-            return "envelope is for federation \"\(received)\", expected \"\(expected)\""
+            return "envelope is for federation \(PeerString.quoted(received)), expected \(PeerString.quoted(expected))"
         case .senderMismatch(let envelopeNode, let sender):
-            return "envelope names node \"\(envelopeNode)\" but was sent by \"\(sender)\""
+            return "envelope names node \(PeerString.quoted(envelopeNode)) but was sent by \(PeerString.quoted(sender))"
         case .unknownNode(let node):
-            return "no signing key is registered for node \"\(node)\""
+            return "no signing key is registered for node \(PeerString.quoted(node))"
         case .staleRound(let received, let current):
             return "envelope is for round \(received), which has passed (current round \(current))"
         case .futureRound(let received, let current):
             return "envelope is for round \(received), which has not started (current round \(current))"
         case .replay(let roundID, let nodeID):
-            return "envelope from node \"\(nodeID)\" for round \(roundID) was already accepted (replay)"
+            return "envelope from node \(PeerString.quoted(nodeID)) for round \(roundID) was already accepted (replay)"
         case .replayStoreFailed(let reason):
             return "replay store failed: \(reason)"
         }
+    }
+}
+
+/// Strings a peer chose (identifiers, names), made safe for error messages and log lines.
+public enum PeerString {
+    /// `text` in double quotes with every control or non-ASCII scalar escaped (`\u{…}`), cut after `maxScalars`
+    /// scalars, so a peer can neither forge log lines nor flood them.
+    public static func quoted(_ text: some StringProtocol, maxScalars: Int = 128) -> String {
+        let scalars = text.unicodeScalars
+        let body = scalars.prefix(maxScalars).map { $0.escaped(asASCII: true) }.joined()
+        return "\"" + body + (scalars.count > maxScalars ? "…" : "") + "\""
     }
 }

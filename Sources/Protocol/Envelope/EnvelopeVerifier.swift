@@ -74,6 +74,21 @@ public struct EnvelopeVerifier: Sendable {
     private func check(
         _ bytes: [UInt8], currentRound: UInt64, sender: String?
     ) async throws(EnvelopeError) -> VerifiedEnvelope {
+        let verified = try authenticate(bytes, currentRound: currentRound, sender: sender)
+        try await recordNonce(of: verified)
+        return verified
+    }
+
+    /// Every check but the replay store, in the same order as ``verify(_:currentRound:sender:logger:)``: for an
+    /// envelope that was verified once and stored (a coordinator opening its stored submissions again), and for the
+    /// submit path, which records the nonce itself once the payload is valid too.
+    /// - Parameters:
+    ///   - bytes: The envelope.
+    ///   - currentRound: The round it must belong to.
+    ///   - sender: The node it must come from; `nil` skips the check.
+    /// - Returns: The authenticated header, nonce and decrypted payload.
+    /// - Throws: The first `EnvelopeError` found.
+    public func authenticate(_ bytes: [UInt8], currentRound: UInt64, sender: String?) throws(EnvelopeError) -> VerifiedEnvelope {
         let envelope = try SealedEnvelope.parse(bytes, limits: limits)
         let header = envelope.header
         guard header.protocolVersion == ProtocolVersion.current else {
@@ -87,12 +102,16 @@ public struct EnvelopeVerifier: Sendable {
         if header.roundID > currentRound { throw .futureRound(received: header.roundID, current: currentRound) }
         guard let signer = nodeSigningKeys[header.nodeID] else { throw .unknownNode(header.nodeID) }
         let payload = try envelope.open(recipientKeys: recipientKeys, expectedSigner: signer)
-        let key = ReplayKey(roundID: header.roundID, nodeID: header.nodeID, nonce: envelope.nonce)
+        return VerifiedEnvelope(header: header, nonce: envelope.nonce, payload: payload)
+    }
+
+    /// Records an authenticated envelope's nonce; throws `.replay` if it was seen before.
+    public func recordNonce(of verified: VerifiedEnvelope) async throws(EnvelopeError) {
+        let key = ReplayKey(roundID: verified.header.roundID, nodeID: verified.header.nodeID, nonce: verified.nonce)
         let isNew: Bool
         do { isNew = try await replayStore.recordIfAbsent(key) } catch {
             throw .replayStoreFailed(reason: String(describing: error))
         }
-        guard isNew else { throw .replay(roundID: header.roundID, nodeID: header.nodeID) }
-        return VerifiedEnvelope(header: header, nonce: envelope.nonce, payload: payload)
+        guard isNew else { throw .replay(roundID: verified.header.roundID, nodeID: verified.header.nodeID) }
     }
 }

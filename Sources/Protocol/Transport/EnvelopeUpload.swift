@@ -78,17 +78,20 @@ public enum SubmissionReceiver {
     ///   - context: The handler's server context (for the peer certificate).
     ///   - maxEnvelopeBytes: Largest `totalSize` accepted.
     ///   - logger: Receives one line per submission (node, round, size or the refusal reason; never bytes).
+    ///   - reserve: Called with the announced size once the metadata chunk is checked and before any buffer is
+    ///     allocated; throw to refuse the upload (e.g. the receiver is at its memory budget).
     /// - Returns: The envelope with its digest.
     /// - Throws: `RPCError` with `.invalidArgument` (protocol violations, truncated stream),
     ///   `.resourceExhausted` (too large), `.permissionDenied` (node mismatch) or `.unauthenticated`.
     public static func receive(
         _ chunks: RPCAsyncSequence<SubmitChunk, any Error>, context: ServerContext,
-        maxEnvelopeBytes: Int = EnvelopeLimits.default.maxEnvelopeBytes, logger: Logger = .current
+        maxEnvelopeBytes: Int = EnvelopeLimits.default.maxEnvelopeBytes, logger: Logger = .current,
+        reserve: (UInt64) async throws -> Void = { _ in }
     ) async throws -> ReceivedSubmission {
         do {
-            let submission = try await assemble(chunks, context: context, maxEnvelopeBytes: maxEnvelopeBytes)
+            let submission = try await assemble(chunks, context: context, maxEnvelopeBytes: maxEnvelopeBytes, reserve: reserve)
             logger.debug("submission received", metadata: [
-                "node.id": "\(submission.nodeID)", "round.id": "\(submission.metadata.roundID)",
+                "node.id": "\(PeerString.quoted(submission.nodeID))", "round.id": "\(submission.metadata.roundID)",
                 "envelope.bytes": "\(submission.envelope.count)",
             ])
             return submission
@@ -122,7 +125,8 @@ public enum SubmissionReceiver {
     }
 
     private static func assemble(
-        _ chunks: RPCAsyncSequence<SubmitChunk, any Error>, context: ServerContext, maxEnvelopeBytes: Int
+        _ chunks: RPCAsyncSequence<SubmitChunk, any Error>, context: ServerContext, maxEnvelopeBytes: Int,
+        reserve: (UInt64) async throws -> Void
     ) async throws -> ReceivedSubmission {
         var iterator = chunks.makeAsyncIterator()
         guard let first = try await iterator.next() else {
@@ -139,6 +143,7 @@ public enum SubmissionReceiver {
             throw RPCError(code: .resourceExhausted,
                            message: "envelope of \(metadata.totalSize) bytes is above the limit of \(maxEnvelopeBytes)")
         }
+        try await reserve(metadata.totalSize)
         let total = Int(metadata.totalSize)
         var envelope: [UInt8] = []
         envelope.reserveCapacity(total)

@@ -55,7 +55,7 @@ public enum FederationTransport {
     /// - Returns: The transport, to pass to `GRPCServer`.
     public static func server(
         host: String, port: Int, credentials: TLSCredentials, maxMessageBytes: Int = defaultMaxMessageBytes,
-        windowBytes: Int = defaultServerWindowBytes
+        windowBytes: Int = defaultServerWindowBytes, connectionLimits: ConnectionLimits = .default
     ) -> HTTP2ServerTransport.Posix {
         let security = HTTP2ServerTransport.Posix.TransportSecurity.mTLS(
             certificateChain: [.file(path: credentials.certificatePath, format: .pem)],
@@ -70,6 +70,8 @@ public enum FederationTransport {
             config.rpc.maxRequestPayloadSize = maxMessageBytes
             config.http2.targetWindowSize = windowBytes
             config.http2.maxFrameSize = defaultMaxFrameBytes
+            config.http2.maxConcurrentStreams = connectionLimits.maxConcurrentStreams
+            config.connection.maxIdleTime = connectionLimits.idleTimeout
         }
         return HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: security, config: config)
@@ -132,4 +134,20 @@ public enum FederationTransport {
         let parts = host.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
     }
+}
+
+/// Per-connection limits of the server transport: a connection with no open call is closed after `idleTimeout`, and
+/// one connection may carry at most `maxConcurrentStreams` calls at once (a peer cannot open thousands of streams on
+/// one socket).
+public struct ConnectionLimits: Sendable, Hashable {
+    public var idleTimeout: Duration?
+    public var maxConcurrentStreams: Int?
+
+    public init(idleTimeout: Duration?, maxConcurrentStreams: Int?) {
+        self.idleTimeout = idleTimeout
+        self.maxConcurrentStreams = maxConcurrentStreams
+    }
+
+    /// Idle connections closed after 5 minutes; 16 concurrent calls per connection.
+    public static let `default` = ConnectionLimits(idleTimeout: .seconds(300), maxConcurrentStreams: 16)
 }

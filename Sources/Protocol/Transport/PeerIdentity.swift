@@ -67,7 +67,7 @@ public enum PeerIdentity {
         guard proven == claimedNodeID else {
             throw RPCError(
                 code: .permissionDenied,
-                message: "message names node \"\(claimedNodeID)\" but the client certificate is for \"\(proven)\"")
+                message: "message names node \(PeerString.quoted(claimedNodeID)) but the client certificate is for \(PeerString.quoted(proven))")
         }
         return proven
     }

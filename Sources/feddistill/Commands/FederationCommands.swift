@@ -8,6 +8,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import Node
 import Prometheus
+import UnixSignals
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -60,7 +61,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let logger = Logger(label: "feddistill.coordinator")
         let registry = configuration.metricsPort == nil ? nil : PrometheusCollectorRegistry()
         do {
+            // Signal handling lives here, in the executable: SIGTERM/SIGINT stop gracefully, SIGUSR1 closes the round.
             let result = try await CoordinatorServer.run(configuration: configuration, logger: logger, metricsRegistry: registry,
+                                                         shutdownSignals: [.sigterm, .sigint], closeRoundSignals: [.sigusr1],
                                                          onMetricsListening: { port in
                 print("metrics on \(configuration.metricsHost):\(port)")
                 Self.flush()

@@ -33,6 +33,12 @@ struct LayeredSettings {
         return value
     }
 
+    func uint64(_ key: String) throws -> UInt64? {
+        guard let text = values[key] else { return nil }
+        guard let value = UInt64(text) else { throw CommandFailure("setting \(key) must be a non-negative integer, got '\(text)'") }
+        return value
+    }
+
     func double(_ key: String) throws -> Double? {
         guard let text = values[key] else { return nil }
         guard let value = Double(text), value.isFinite else { throw CommandFailure("setting \(key) must be a number, got '\(text)'") }
@@ -59,7 +65,9 @@ extension CoordinatorConfiguration {
     static let keys: Set<String> = ["host", "port", "state_dir", "credentials_dir", "federation_id", "round_id", "dataset", "data_dir",
                                     "nodes", "quorum", "deadline_seconds", "method", "ipc", "node_iterations", "global_ipc",
                                     "merge_iterations", "width", "eval_models", "eval_epochs", "centralized_baseline",
-                                    "exit_after_round", "linger_seconds", "seed", "metrics_port", "metrics_host"]
+                                    "exit_after_round", "linger_seconds", "seed", "metrics_port", "metrics_host",
+                                    "max_images_per_class", "max_envelope_bytes", "max_upload_bytes_in_flight", "max_report_bytes",
+                                    "max_finalization_attempts", "idle_timeout_seconds", "max_concurrent_streams_per_connection"]
 
     init(settings s: LayeredSettings) throws {
         try s.rejectUnknown(Self.keys)
@@ -69,7 +77,7 @@ extension CoordinatorConfiguration {
         stateDirectory = s.string("state_dir") ?? stateDirectory
         credentialsDirectory = s.string("credentials_dir") ?? credentialsDirectory
         federationID = s.string("federation_id") ?? federationID
-        roundID = UInt64(try s.int("round_id") ?? Int(roundID))
+        roundID = try s.uint64("round_id") ?? roundID
         dataset = s.string("dataset") ?? dataset
         dataDirectory = s.string("data_dir")
         expectedNodes = s.string("nodes").map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } } ?? []
@@ -88,18 +96,16 @@ extension CoordinatorConfiguration {
         lingerSeconds = try s.double("linger_seconds") ?? lingerSeconds
         metricsPort = try s.int("metrics_port")
         metricsHost = s.string("metrics_host") ?? metricsHost
-        if let metricsPort, !(0...65535).contains(metricsPort) { throw CommandFailure("metrics_port must be in 0...65535") }
-        seed = UInt64(try s.int("seed") ?? 0)
+        seed = try s.uint64("seed") ?? 0
+        maxImagesPerClass = try s.int("max_images_per_class") ?? max(maxImagesPerClass, imagesPerClass)
+        maxEnvelopeBytes = try s.int("max_envelope_bytes") ?? maxEnvelopeBytes
+        maxUploadBytesInFlight = try s.int("max_upload_bytes_in_flight") ?? max(maxUploadBytesInFlight, maxEnvelopeBytes)
+        maxReportBytes = try s.int("max_report_bytes") ?? maxReportBytes
+        maxFinalizationAttempts = try s.int("max_finalization_attempts") ?? maxFinalizationAttempts
+        idleTimeoutSeconds = try s.double("idle_timeout_seconds") ?? idleTimeoutSeconds
+        maxConcurrentStreamsPerConnection = try s.int("max_concurrent_streams_per_connection") ?? maxConcurrentStreamsPerConnection
         guard !expectedNodes.isEmpty else { throw CommandFailure("no nodes: set --nodes a,b,c (or FEDDISTILL_COORDINATOR_NODES)") }
-        guard quorum >= 1, quorum <= expectedNodes.count else { throw CommandFailure("quorum must be in 1...\(expectedNodes.count)") }
-        guard imagesPerClass > 0, globalImagesPerClass > 0, nodeIterations >= 0, mergeIterations >= 0, evaluationModels > 0,
-              evaluationEpochs > 0, deadlineSeconds > 0, lingerSeconds >= 0, (0...65535).contains(port) else {
-            throw CommandFailure("ipc, iterations, evaluation settings, deadline, linger and port must be in range")
-        }
-        guard let recipe = nodeRecipe else {
-            throw CommandFailure("method must be one of \(Distiller.capabilities.joined(separator: ", ")), got '\(method)'")
-        }
-        do { try recipe.validate() } catch { throw CommandFailure("the nodes' recipe is invalid: \(error)") }
+        do { try validate() } catch { throw CommandFailure(error.description) }
     }
 }
 
@@ -126,11 +132,11 @@ extension NodeConfiguration {
         partition = s.string("partition") ?? partition
         partitionNodes = try s.int("partition_nodes") ?? partitionNodes
         partitionIndex = try s.int("partition_index") ?? partitionIndex
-        partitionSeed = UInt64(try s.int("partition_seed") ?? 0)
+        partitionSeed = try s.uint64("partition_seed") ?? 0
         imagesPerClass = try s.int("ipc")
         iterations = try s.int("iterations")
         width = try s.int("width") ?? width
-        seed = UInt64(try s.int("seed") ?? 0)
+        seed = try s.uint64("seed") ?? 0
         stateDirectory = s.string("state_dir") ?? stateDirectory
         maxAttempts = try s.int("max_attempts") ?? maxAttempts
         privacyGate = try s.bool("privacy_gate") ?? privacyGate
