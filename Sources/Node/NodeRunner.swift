@@ -152,7 +152,8 @@ public struct NodeRunner: Sendable {
     }
 
     /// The recipe this node distills with: the round's (DM with the node's width when the coordinator sends none),
-    /// with the node's overrides: images per class and iterations when set, and always its own seed and DP budget.
+    /// with the node's overrides: images per class and iterations when set, always its own seed, and its DP budget
+    /// when it has one (a node may add differential privacy, never drop the round's).
     public func recipe(for round: Feddistill_V1_RoundConfiguration) throws -> DistillationRecipe {
         let config = configuration
         var recipe: DistillationRecipe
