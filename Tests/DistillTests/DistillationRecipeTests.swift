@@ -56,6 +56,7 @@ struct DistillationRecipeTests {
             (r.method, r.augmentation, r.settings) = (.dc, .none, .gradientMatching(.init(outerLoop: 0)))
         }),
         ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: -1) }),
+        ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: 0.001) }),
         ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: 1); r.initialization = .real }),
         ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: 1); r.network.norm = .batch }),
         ("privacy", { @Sendable (r: inout DistillationRecipe) in
@@ -79,6 +80,20 @@ struct DistillationRecipeTests {
         } catch {
             #expect(error.field == field, "\(error)")
         }
+    }
+
+    /// The ε floor is real: with enormous noise the accountant still reports about the floor, never below it.
+    @Test(.timeLimit(.minutes(1))) func epsilonFloorIsWhatTheAccountantReportsWithUnboundedNoise() throws {
+        let floor = DistillationRecipe.epsilonFloor(delta: 1e-5)
+        let reported = GaussianAccountant.epsilon(sampleRate: 0.1, noiseMultiplier: 1e6, steps: 10, delta: 1e-5)
+        #expect(floor > 0.01 && floor < 0.05 && abs(reported - floor) < 1e-6, "floor \(floor), reported \(reported)")
+        let recipe = DistillationRecipe(imagesPerClass: 1, iterations: 1000, network: .init(width: 4),
+                                        privacy: PrivacyBudget(epsilon: 1.1 * floor))
+        #expect(throws: Never.self) { try recipe.validate() }
+        // Just above the floor, calibration still ends, with a large but finite noise multiplier.
+        let digits = DistillerTests.digits
+        let calibration = try #require(try Distiller.calibration(recipe: recipe, data: digits.train, descriptor: digits.descriptor))
+        #expect(calibration.noiseMultiplier.isFinite && calibration.epsilon <= 1.1 * floor)
     }
 
     @Test func malformedJSONIsRefusedWithTheField() {

@@ -325,6 +325,10 @@ extension DistillationRecipe {
         }
         if let privacy {
             if let problem = privacy.problem { throw .invalid(field: "privacy", reason: problem) }
+            // Below this no amount of noise certifies the budget, and calibration would search forever.
+            let floor = Self.epsilonFloor(delta: privacy.delta)
+            try check(privacy.epsilon > 1.05 * floor, "privacy",
+                      "epsilon \(privacy.epsilon) is below what the accountant can certify at delta \(privacy.delta) (> \(1.05 * floor))")
             try check(method == .dm, "privacy", "differential privacy applies to method dm only")
             try check(initialization == .noise, "privacy",
                       "differential privacy needs initialization noise: other initialisations start from private images")
@@ -340,6 +344,15 @@ extension DistillationRecipe {
         case .dc: DistillationRecipe(method: .dc, augmentation: .none)
         case .random, .herding: DistillationRecipe(method: method, initialization: .real, augmentation: .none)
         }
+    }
+
+    /// The smallest ε ``GaussianAccountant`` reports at `delta` with unbounded noise: the conversion's own term,
+    /// `min over orders α of log((α−1)/α) − (log δ + log α)/(α − 1)`.
+    static func epsilonFloor(delta: Double) -> Double {
+        GaussianAccountant.orders.map { order in
+            let alpha = Double(order)
+            return log((alpha - 1) / alpha) - (log(delta) + log(alpha)) / (alpha - 1)
+        }.min() ?? 0
     }
 
     /// The recipe as compact JSON with sorted keys (what sets and round configurations carry).
