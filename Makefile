@@ -5,16 +5,17 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/feddistill
 DEBUG_BIN := .build/debug/feddistill
 
-.PHONY: all deps build release test demo bench fuzz clean help netns-cluster compose-config compose-smoke
+.PHONY: all deps build release test test-slow test-all demo bench fuzz clean help netns-cluster compose-config compose-smoke
 
 all: build
 
 help:
 	@echo "make demo     run the main job (see README)"
-	@echo "make test     build and run the test suite"
+	@echo "make test     build and run the fast test lane (minutes)"
+	@echo "make test-all the fast lane, then the slow and end-to-end suites (make test-slow)"
 	@echo "make bench    release build + feddistill bench"
 	@echo "make release  release build of feddistill"
-	@echo "make fuzz     30-second libFuzzer run of the envelope parser (FUZZ_SECONDS=N)"
+	@echo "make fuzz     libFuzzer runs of every parser of outside bytes, FUZZ_SECONDS (30) each"
 	@echo "make netns-cluster   a round with the coordinator and 3 nodes in separate network namespaces (root)"
 	@echo "make compose-config  validate docker/compose.yaml and its overrides with docker-compose"
 	@echo "make compose-smoke   run the docker compose cluster on a private dockerd, no registry needed (root)"
@@ -29,9 +30,19 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product feddistill
 
+# The slow lane: end-to-end suites that start processes, and accuracy/privacy checks that distill and train for
+# minutes. `make test` skips them; `make test-slow` runs only them; `make test-all` (CI) runs both.
+SLOW_TESTS := FaultToleranceTests|dmBeatsRandomOnDigits|lossAttackDetectsAModelTrainedOnMembers|defaultSharedSetPasses
+
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --skip '$(SLOW_TESTS)'
+
+test-slow: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter '$(SLOW_TESTS)'
+
+test-all: test test-slow
 
 # The main job: a federated round on the embedded digits dataset — 4 node processes distill Dirichlet(0.5)
 # partitions with DM (IPC 10) and submit sealed sets over mutual TLS; the coordinator merges them by distribution
@@ -46,7 +57,7 @@ bench: release
 
 FUZZ_SECONDS ?= 30
 fuzz: deps
-	scripts/fuzz-envelope.sh $(FUZZ_SECONDS)
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Deployment checks (docs/operations.md). Both scripts need root and take the binary from FEDDISTILL_BIN, default
 # $(RELEASE_BIN); both clean up after themselves, also on failure.

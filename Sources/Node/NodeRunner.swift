@@ -217,23 +217,8 @@ public struct NodeRunner: Sendable {
         }
     }
 
-    /// Retries transient failures (coordinator unreachable or busy) with exponential backoff and full jitter.
     private func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
-        var attempt = 0
-        var rng = SystemRandomNumberGenerator()
-        while true {
-            do {
-                return try await body()
-            } catch let error as RPCError where [.unavailable, .deadlineExceeded, .resourceExhausted].contains(error.code)
-                && attempt + 1 < configuration.maxAttempts {
-                attempt += 1
-                let ceiling = min(30.0, 0.25 * pow(2.0, Double(attempt)))
-                let delay = Double.random(in: 0...ceiling, using: &rng)
-                logger.notice("retrying", metadata: ["operation": "\(what)", "attempt": "\(attempt)", "delay.seconds": "\(delay)",
-                                                     "code": "\(error.code)"])
-                try await Task.sleep(for: .seconds(delay))
-            }
-        }
+        try await RetryPolicy(maxAttempts: configuration.maxAttempts).run(what, logger: logger, body)
     }
 }
 

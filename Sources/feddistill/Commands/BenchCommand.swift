@@ -18,14 +18,24 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Measure loopback Submit throughput over mutual TLS (5 MB and 50 MB sets) instead of compute.")
     var `protocol` = false
+    @Flag(help: "Load-test a coordinator process: --nodes lightweight protocol clients (real mTLS and sealed sets, no distillation) join, submit and watch one round.")
+    var federation = false
+    @Option(help: "--federation: number of nodes.") var nodes = 100
+    @Option(help: "--federation: images per class in each node's set (digits, 1×8×8).") var ipc = 10
+    @Option(help: "--federation: SIGKILL and restart the coordinator this many times while submissions arrive.") var kills = 0
+    @Option(name: .customLong("max-attempts"), help: "--federation: attempts per call before a client gives up.") var maxAttempts = 20
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         guard batch > 0, width > 0, repeats > 0 else { throw ValidationError("--batch, --width and --repeats must be positive") }
+        guard nodes >= 1, nodes <= 10_000, (1...100).contains(ipc), kills >= 0, maxAttempts >= 1 else {
+            throw ValidationError("--nodes must be in 1...10000, --ipc in 1...100, --kills ≥ 0 and --max-attempts ≥ 1")
+        }
     }
 
     func run() async throws {
         if `protocol` { return try await runProtocol() }
+        if federation { return try await runFederation() }
         compute.apply()
         let inputs = [[3, 32, 32], [1, 28, 28]]
         let reference = ConvNet.Configuration(imageShape: inputs[0], classCount: 10, width: width)

@@ -222,6 +222,8 @@ final class ChildProcess: @unchecked Sendable {  // state guarded by `lines`
     }
 
     var isRunning: Bool { process.isRunning }
+    /// The process id (valid once started).
+    var pid: Int32 { process.processIdentifier }
     var exitCode: Int32 { process.isRunning ? -1 : process.terminationStatus }
     func terminate() { if process.isRunning { process.terminate() } }
     func signal(_ number: Int32) { if process.isRunning { kill(process.processIdentifier, number) } }

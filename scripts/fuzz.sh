@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fuzzes every parser of outside bytes with libFuzzer and AddressSanitizer, each for a bounded time:
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET ...]     SECONDS per target (default 30); targets (default: all):
+#     envelope     SealedEnvelope.parse and open (scripts/fuzz-envelope.sh)
+#     safetensors  SyntheticSet.decode: safetensors container, strict JSON header, metadata validation
+#     npy          NPY.parse
+#     idx          IDXLoader.parseImages / parseLabels
+#     gzip         FileBytes.gunzip with a 1 MiB output limit
+#
+# Each Distill target is built with `swiftc -sanitize=fuzzer,address` from the parser sources it needs (no SwiftPM);
+# binaries and corpora go under .build-fuzz/. A crash leaves crash-* files there and fails the script: turn each into
+# a regression test (Tests/DistillTests/HostileInputTests.swift).
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+seconds="${1:-30}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(envelope safetensors npy idx gzip)
+out="$repo/.build-fuzz"
+mkdir -p "$out"
+
+# The Distill sources the parsers need: data containers, their errors, and the types a set is made of.
+distill=(
+    Core/Tensor.swift Core/Random.swift Core/Math.swift
+    Data/DatasetError.swift Data/StrictJSON.swift Data/SafeTensors.swift Data/NPY.swift Data/IDXLoader.swift
+    Data/FileBytes.swift Data/LabeledImages.swift Data/DatasetCatalog.swift
+    Distillation/SyntheticSet.swift Privacy/DifferentialPrivacy.swift
+)
+
+for target in "${targets[@]}"; do
+    case "$target" in
+        envelope) "$repo/scripts/fuzz-envelope.sh" "$seconds"; continue ;;
+        safetensors) name=SafeTensorsFuzz; max_len=65536 ;;
+        npy) name=NPYFuzz; max_len=4096 ;;
+        idx) name=IDXFuzz; max_len=4096 ;;
+        gzip) name=GzipFuzz; max_len=4096 ;;
+        *) echo "fuzz.sh: unknown target '$target' (envelope, safetensors, npy, idx, gzip)" >&2; exit 2 ;;
+    esac
+    sources=()
+    for file in "${distill[@]}"; do sources+=("$repo/Sources/Distill/$file"); done
+    sources+=("$repo/Fuzz/Common/Seed.swift" "$repo/Fuzz/$name/$name.swift")
+    echo "== $target: building $name" >&2
+    swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name "$name" -I "$repo/Sources/CZlib" \
+        "${sources[@]}" -o "$out/$name"
+    mkdir -p "$out/corpus-$target"
+    echo "== $target: fuzzing for ${seconds} s" >&2
+    (cd "$out" && FUZZ_WRITE_SEED="corpus-$target/seed-valid" "./$name" -max_total_time="$seconds" -max_len="$max_len" \
+        -rss_limit_mb=2048 -print_final_stats=1 "corpus-$target")
+done
