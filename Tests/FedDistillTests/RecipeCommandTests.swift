@@ -23,12 +23,17 @@ struct RecipeCommandTests {
     @Test func distillWritesTheRecipeOfItsFlags() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let set = try distill(["--method", "dm", "--width", "64", "--lr-img", "5", "--iterations", "20", "--ipc", "1", "--seed", "7"],
-                              out: directory + "/s.safetensors")
+        let set = try distill(["--method", "dm", "--width", "64", "--lr-img", "5", "--iterations", "20", "--ipc", "1", "--seed", "7",
+                               "--json", directory + "/report.json"], out: directory + "/s.safetensors")
         let recipe = try #require(set.metadata.recipe)
         #expect(recipe == DistillationRecipe(method: .dm, initialization: .noise, imagesPerClass: 1, iterations: 20,
                                              network: .init(width: 64), imageLearningRate: 5, batchReal: 256,
                                              augmentation: .dsa, seed: 7))
+        // The JSON report carries the same recipe.
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/report.json")))
+                                  as? [String: Any])
+        let reported = try JSONSerialization.data(withJSONObject: try #require(report["recipe"]))
+        #expect(try JSONDecoder().decode(DistillationRecipe.self, from: reported) == recipe)
         // The existing keys keep their values.
         #expect(set.metadata.method == "dm" && set.metadata.imagesPerClass == 1 && set.metadata.iterations == 20
                 && set.metadata.initialization == "noise" && set.metadata.seed == 7)

@@ -138,6 +138,7 @@ struct DistillCommand: ParsableCommand {
                                          "dsa": !noDSA, "seconds": seconds, "final_loss": loss, "images": images.count, "out": out,
                                          "train_range": trainRange ?? "all", "train_records": splits.train.count]
             if let privacy { report["differential_privacy"] = privacy.jsonObject }
+            report["recipe"] = try? JSONSerialization.jsonObject(with: Data(recipe.json().utf8))
             try writeJSON(report, to: json)
         }
     }
