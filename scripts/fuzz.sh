@@ -8,8 +8,8 @@
 #     idx          IDXLoader.parseImages / parseLabels
 #     gzip         FileBytes.gunzip with a 1 MiB output limit
 #
-# Each Distill target is built with `swiftc -sanitize=fuzzer,address` from the parser sources it needs (no SwiftPM);
-# binaries and corpora go under .build-fuzz/. A crash leaves crash-* files there and fails the script: turn each into
+# The Distill targets share one binary built with `swiftc -sanitize=fuzzer,address` from the Distill sources and
+# Fuzz/DistillFuzz (no SwiftPM), FUZZ_TARGET choosing the parser; binaries and corpora go under .build-fuzz/. A crash leaves crash-* files there and fails the script: turn each into
 # a regression test (Tests/DistillTests/HostileInputTests.swift).
 set -euo pipefail
 
@@ -21,31 +21,28 @@ targets=("$@")
 out="$repo/.build-fuzz"
 mkdir -p "$out"
 
-# The Distill sources the parsers need: data containers, their errors, and the types a set is made of.
-distill=(
-    Core/Tensor.swift Core/Random.swift Core/Math.swift
-    Data/DatasetError.swift Data/StrictJSON.swift Data/SafeTensors.swift Data/NPY.swift Data/IDXLoader.swift
-    Data/FileBytes.swift Data/LabeledImages.swift Data/DatasetCatalog.swift
-    Distillation/SyntheticSet.swift Privacy/DifferentialPrivacy.swift
-)
+# The Distill module without its dataset store (the one file that imports Crypto and Logging, SwiftPM packages):
+# set metadata reaches the recipe, and the recipe the network types, so the targets compile the whole numeric core.
+distill=()
+while IFS= read -r file; do distill+=("$file"); done < <(find "$repo/Sources/Distill" -name '*.swift' ! -name DatasetStore.swift | sort)
 
+built=false
 for target in "${targets[@]}"; do
     case "$target" in
         envelope) "$repo/scripts/fuzz-envelope.sh" "$seconds"; continue ;;
-        safetensors) name=SafeTensorsFuzz; max_len=65536 ;;
-        npy) name=NPYFuzz; max_len=4096 ;;
-        idx) name=IDXFuzz; max_len=4096 ;;
-        gzip) name=GzipFuzz; max_len=4096 ;;
+        safetensors) max_len=65536 ;;
+        npy|idx|gzip) max_len=4096 ;;
         *) echo "fuzz.sh: unknown target '$target' (envelope, safetensors, npy, idx, gzip)" >&2; exit 2 ;;
     esac
-    sources=()
-    for file in "${distill[@]}"; do sources+=("$repo/Sources/Distill/$file"); done
-    sources+=("$repo/Fuzz/Common/Seed.swift" "$repo/Fuzz/$name/$name.swift")
-    echo "== $target: building $name" >&2
-    swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name "$name" -I "$repo/Sources/CZlib" \
-        "${sources[@]}" -o "$out/$name"
+    if [ "$built" = false ]; then
+        echo "== building DistillFuzz (the Distill sources and Fuzz/DistillFuzz)" >&2
+        swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name DistillFuzz \
+            -I "$repo/Sources/CZlib" -I "$repo/Sources/COpenBLAS" \
+            "${distill[@]}" "$repo/Fuzz/DistillFuzz/DistillFuzz.swift" -o "$out/distill-fuzz"
+        built=true
+    fi
     mkdir -p "$out/corpus-$target"
     echo "== $target: fuzzing for ${seconds} s" >&2
-    (cd "$out" && FUZZ_WRITE_SEED="corpus-$target/seed-valid" "./$name" -max_total_time="$seconds" -max_len="$max_len" \
-        -rss_limit_mb=2048 -print_final_stats=1 "corpus-$target")
+    (cd "$out" && FUZZ_TARGET="$target" FUZZ_WRITE_SEED="corpus-$target/seed-valid" ./distill-fuzz -max_total_time="$seconds" \
+        -max_len="$max_len" -rss_limit_mb=2048 -print_final_stats=1 "corpus-$target")
 done

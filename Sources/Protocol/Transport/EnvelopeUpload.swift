@@ -151,6 +151,10 @@ public enum SubmissionReceiver {
             guard case .data(let data) = chunk.part else {
                 throw RPCError(code: .invalidArgument, message: "only the first submit chunk may carry metadata")
             }
+            guard data.count <= EnvelopeChunking.chunkBytesRange.upperBound else {
+                throw RPCError(code: .invalidArgument,
+                               message: "submit chunk of \(data.count) bytes is above the limit of \(EnvelopeChunking.chunkBytesRange.upperBound)")
+            }
             guard data.count <= total - envelope.count else {
                 throw RPCError(code: .invalidArgument,
                                message: "submit stream carries more than the announced \(total) bytes")
