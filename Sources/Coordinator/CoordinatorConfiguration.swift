@@ -1,6 +1,7 @@
 import Distill
 import FederationProtocol
 import Foundation
+import Logging
 
 /// Everything a coordinator needs for one round. Every field maps to a `feddistill coordinator` flag, a
 /// `FEDDISTILL_COORDINATOR_*` environment variable and a key of the JSON config file (see docs/operations.md).
@@ -60,6 +61,10 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     public var idleTimeoutSeconds = 300.0
     /// Calls one connection may carry at once.
     public var maxConcurrentStreamsPerConnection = 16
+    /// Open connections at once; more are closed at accept, before TLS (lowered to the descriptor limit minus 64).
+    public var maxConnections = 4096
+    /// A connection whose TLS handshake takes longer is closed.
+    public var handshakeTimeoutSeconds = 10.0
 
     public init() {}
 
@@ -94,6 +99,8 @@ public struct CoordinatorConfiguration: Sendable, Codable {
         try require(idleTimeoutSeconds.isFinite && idleTimeoutSeconds > 0, "idle_timeout_seconds", "must be positive")
         try require((1...1000).contains(maxConcurrentStreamsPerConnection), "max_concurrent_streams_per_connection",
                     "must be in 1...1000")
+        try require((1...1_000_000).contains(maxConnections), "max_connections", "must be in 1...1000000")
+        try require(handshakeTimeoutSeconds.isFinite && handshakeTimeoutSeconds > 0, "handshake_timeout_seconds", "must be positive")
         guard let recipe = nodeRecipe else {
             throw ConfigurationError(key: "method", message: "must be one of \(Distiller.capabilities.joined(separator: ", ")), "
                                      + "got \(PeerText.quoted(method))")
@@ -106,8 +113,11 @@ public struct CoordinatorConfiguration: Sendable, Codable {
                        maxIdentifierBytes: EnvelopeLimits.default.maxIdentifierBytes, maxCiphertextBytes: maxEnvelopeBytes)
     }
 
-    var connectionLimits: ConnectionLimits {
-        ConnectionLimits(idleTimeout: .milliseconds(Int64(idleTimeoutSeconds * 1000)), maxConcurrentStreams: maxConcurrentStreamsPerConnection)
+    func connectionLimits(logger: Logger) -> ConnectionLimits {
+        ConnectionLimits(idleTimeout: .milliseconds(Int64(idleTimeoutSeconds * 1000)), maxConcurrentStreams: maxConcurrentStreamsPerConnection,
+                         connectionGuard: ConnectionGuard(maxConnections: maxConnections,
+                                                          handshakeTimeout: .milliseconds(Int64(handshakeTimeoutSeconds * 1000)),
+                                                          logger: logger))
     }
 
     var credentials: TLSCredentials { TLSCredentials.inDirectory(credentialsDirectory, name: "coordinator") }

@@ -111,7 +111,7 @@ public enum CoordinatorServer {
         let server = GRPCServer(
             transport: FederationTransport.server(host: configuration.host, port: configuration.port,
                                                   credentials: configuration.credentials,
-                                                  connectionLimits: configuration.connectionLimits),
+                                                  connectionLimits: configuration.connectionLimits(logger: logger)),
             services: [CoordinatorService(round: round, logger: logger)])
         let roundService = RoundService(round: round, server: server, logger: logger, closeRoundSignals: closeRoundSignals,
                                         onListening: onListening)

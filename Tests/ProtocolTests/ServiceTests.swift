@@ -1,6 +1,7 @@
 import Crypto
 import FederationProtocol
 import Foundation
+import Logging
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Testing
@@ -260,6 +261,70 @@ struct ServiceTests {
                 metadata.nodeID = "node-b"
                 _ = try await federation.submitEnvelope(Array(repeating: 1, count: 1000), metadata: metadata)
             }
+        }
+    }
+
+    /// The connection guard: past the cap a connection is closed at accept, a connection that never completes its
+    /// TLS handshake is closed at the deadline, and a real client is served once there is room.
+    @Test func theConnectionGuardCapsConnectionsAndTimesOutHandshakes() async throws {
+        defer { pki.remove() }
+        let guardian = ConnectionGuard(maxConnections: 2, handshakeTimeout: .milliseconds(300), logger: Logger(label: "test"))
+        let server = GRPCServer(
+            transport: FederationTransport.server(
+                host: "127.0.0.1", port: 0, credentials: pki.coordinator,
+                connectionLimits: ConnectionLimits(idleTimeout: nil, maxConcurrentStreams: 16, connectionGuard: guardian)),
+            services: [service])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.serve() }
+            let port = try #require(try await server.listeningAddress?.ipv4?.port)
+            // Two silent TCP connections fill the cap; the third is closed at once.
+            let silent = [try RawConnection(port: port), try RawConnection(port: port)]
+            let refused = try RawConnection(port: port)
+            #expect(refused.waitUntilClosed(), "the connection over the cap is closed")
+            // The silent ones never send a ClientHello: closed at the handshake deadline.
+            for connection in silent { #expect(connection.waitUntilClosed(), "a silent connection is closed at the deadline") }
+            let counts = guardian.counts
+            #expect(counts.refused >= 1 && counts.handshakeTimeouts >= 2, "\(counts)")
+            try await withClient(port: port, credentials: pki.nodeA) { federation in
+                var metadata = SubmitMetadata()
+                metadata.roundID = 3
+                metadata.nodeID = "node-a"
+                _ = try await federation.submitEnvelope(Array(repeating: 1, count: 1000), metadata: metadata)
+            }
+            server.beginGracefulShutdown()
+            group.cancelAll()
+        }
+    }
+}
+
+/// A plain TCP connection that sends nothing (a client stuck before its TLS handshake).
+final class RawConnection {
+    let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        // A bound on the wait below, so a broken guard fails the test instead of hanging it.
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(descriptor) }
+
+    /// Blocks until the server closes the connection (true) or 10 s pass (false).
+    func waitUntilClosed() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count == 0 { return true }
+            if count < 0 { return errno == ECONNRESET }
         }
     }
 }

@@ -72,6 +72,9 @@ public enum FederationTransport {
             config.http2.maxFrameSize = defaultMaxFrameBytes
             config.http2.maxConcurrentStreams = connectionLimits.maxConcurrentStreams
             config.connection.maxIdleTime = connectionLimits.idleTimeout
+            if let guardian = connectionLimits.connectionGuard {
+                config.channelDebuggingCallbacks.onAcceptTCPConnection = guardian.accept
+            }
         }
         return HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: security, config: config)
@@ -136,18 +139,21 @@ public enum FederationTransport {
     }
 }
 
-/// Per-connection limits of the server transport: a connection with no open call is closed after `idleTimeout`, and
-/// one connection may carry at most `maxConcurrentStreams` calls at once (a peer cannot open thousands of streams on
-/// one socket).
-public struct ConnectionLimits: Sendable, Hashable {
+/// Connection limits of the server transport: a connection with no open call is closed after `idleTimeout`; one
+/// connection may carry at most `maxConcurrentStreams` calls at once (a peer cannot open thousands of streams on one
+/// socket); and, with a ``ConnectionGuard``, a cap on open connections and a TLS handshake deadline.
+public struct ConnectionLimits: Sendable {
     public var idleTimeout: Duration?
     public var maxConcurrentStreams: Int?
+    /// The connection cap and TLS handshake deadline (nil: neither).
+    public var connectionGuard: ConnectionGuard?
 
-    public init(idleTimeout: Duration?, maxConcurrentStreams: Int?) {
+    public init(idleTimeout: Duration?, maxConcurrentStreams: Int?, connectionGuard: ConnectionGuard? = nil) {
         self.idleTimeout = idleTimeout
         self.maxConcurrentStreams = maxConcurrentStreams
+        self.connectionGuard = connectionGuard
     }
 
-    /// Idle connections closed after 5 minutes; 16 concurrent calls per connection.
+    /// Idle connections closed after 5 minutes; 16 concurrent calls per connection; no guard.
     public static let `default` = ConnectionLimits(idleTimeout: .seconds(300), maxConcurrentStreams: 16)
 }

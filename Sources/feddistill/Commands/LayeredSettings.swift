@@ -67,7 +67,8 @@ extension CoordinatorConfiguration {
                                     "merge_iterations", "width", "eval_models", "eval_epochs", "centralized_baseline",
                                     "exit_after_round", "linger_seconds", "seed", "metrics_port", "metrics_host",
                                     "max_images_per_class", "max_envelope_bytes", "max_upload_bytes_in_flight", "max_report_bytes",
-                                    "max_finalization_attempts", "idle_timeout_seconds", "max_concurrent_streams_per_connection"]
+                                    "max_finalization_attempts", "idle_timeout_seconds", "max_concurrent_streams_per_connection",
+                                    "max_connections", "handshake_timeout_seconds"]
 
     init(settings s: LayeredSettings) throws {
         try s.rejectUnknown(Self.keys)
@@ -104,6 +105,8 @@ extension CoordinatorConfiguration {
         maxFinalizationAttempts = try s.int("max_finalization_attempts") ?? maxFinalizationAttempts
         idleTimeoutSeconds = try s.double("idle_timeout_seconds") ?? idleTimeoutSeconds
         maxConcurrentStreamsPerConnection = try s.int("max_concurrent_streams_per_connection") ?? maxConcurrentStreamsPerConnection
+        maxConnections = try s.int("max_connections") ?? maxConnections
+        handshakeTimeoutSeconds = try s.double("handshake_timeout_seconds") ?? handshakeTimeoutSeconds
         guard !expectedNodes.isEmpty else { throw CommandFailure("no nodes: set --nodes a,b,c (or FEDDISTILL_COORDINATOR_NODES)") }
         do { try validate() } catch { throw CommandFailure(error.description) }
     }
