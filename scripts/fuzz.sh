@@ -8,7 +8,7 @@
 #     idx          IDXLoader.parseImages / parseLabels
 #     gzip         FileBytes.gunzip with a 1 MiB output limit
 #
-# Each Distill target is built with `swiftc -sanitize=fuzzer,address` from the parser sources it needs (no SwiftPM);
+# Each Distill target is built with `swiftc -sanitize=fuzzer,address` from all of Sources/Distill (no SwiftPM);
 # binaries and corpora go under .build-fuzz/. A crash leaves crash-* files there and fails the script: turn each into
 # a regression test (Tests/DistillTests/HostileInputTests.swift).
 set -euo pipefail
@@ -21,13 +21,10 @@ targets=("$@")
 out="$repo/.build-fuzz"
 mkdir -p "$out"
 
-# The Distill sources the parsers need: data containers, their errors, and the types a set is made of.
-distill=(
-    Core/Tensor.swift Core/Random.swift Core/Math.swift
-    Data/DatasetError.swift Data/StrictJSON.swift Data/SafeTensors.swift Data/NPY.swift Data/IDXLoader.swift
-    Data/FileBytes.swift Data/LabeledImages.swift Data/DatasetCatalog.swift
-    Distillation/SyntheticSet.swift Privacy/DifferentialPrivacy.swift
-)
+# All of Distill (it has no SwiftPM dependencies: fetching datasets is DatasetFetch's job), so the parsers are
+# fuzzed exactly as built, with whatever types the set metadata is made of.
+distill=()
+while IFS= read -r file; do distill+=("$file"); done < <(cd "$repo/Sources/Distill" && find . -name '*.swift' | sort)
 
 for target in "${targets[@]}"; do
     case "$target" in
@@ -42,7 +39,7 @@ for target in "${targets[@]}"; do
     for file in "${distill[@]}"; do sources+=("$repo/Sources/Distill/$file"); done
     sources+=("$repo/Fuzz/Common/Seed.swift" "$repo/Fuzz/$name/$name.swift")
     echo "== $target: building $name" >&2
-    swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name "$name" -I "$repo/Sources/CZlib" \
+    swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name "$name" -I "$repo/Sources/CZlib" -I "$repo/Sources/COpenBLAS" \
         "${sources[@]}" -o "$out/$name"
     mkdir -p "$out/corpus-$target"
     echo "== $target: fuzzing for ${seconds} s" >&2
