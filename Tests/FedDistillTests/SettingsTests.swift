@@ -94,6 +94,16 @@ struct SettingsTests {
         #expect(message.contains("coordinator must be HOST:PORT, got 'host'"), "\(message)")
     }
 
+    @Test func nodeRangesAreCheckedWhereTheyAreRead() {
+        let nodes = failure { _ = try NodeConfiguration(flags: ["partition_nodes": "0"], configFile: nil, environment: [:]) }
+        #expect(nodes == "setting partition_nodes (flag --partition-nodes): must be in 1..., got 0", "\(nodes)")
+        let tpr = failure {
+            _ = try NodeConfiguration(flags: [:], configFile: nil, environment: ["FEDDISTILL_NODE_MAX_TPR_AT_1PCT_FPR": "1.5"])
+        }
+        #expect(tpr == "setting max_tpr_at_1pct_fpr (environment variable FEDDISTILL_NODE_MAX_TPR_AT_1PCT_FPR): must be in 0.0...1.0, got 1.5",
+                "\(tpr)")
+    }
+
     /// Every setting with a flag in the table is a flag of its command, with the documented name.
     @Test func everyTableFlagParses() throws {
         for setting in CoordinatorConfiguration.settingsTable.settings {

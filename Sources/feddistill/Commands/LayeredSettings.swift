@@ -143,6 +143,22 @@ struct Setting<Configuration> {
         }
     }
 
+    /// A setting stored at `path` that must lie in `range` (the coordinator's ranges are checked by
+    /// `CoordinatorConfiguration.validate()`; the node has no such check, so its table carries them).
+    init<Value: Comparable>(_ key: String, flag: Bool = true, _ type: SettingType<Value>, in range: ClosedRange<Value>,
+                            help: String, _ path: WritableKeyPath<Configuration, Value>) {
+        self.init(key, flag: flag, type, help: help) { configuration, value in
+            guard range.contains(value) else { return "must be in \(Self.describe(range)), got \(value)" }
+            configuration[keyPath: path] = value
+            return nil
+        }
+    }
+
+    private static func describe<Value>(_ range: ClosedRange<Value>) -> String {
+        if let upper = range.upperBound as? Int, upper == .max { return "\(range.lowerBound)..." }
+        return "\(range.lowerBound)...\(range.upperBound)"
+    }
+
     /// An optional setting stored at `path` (unset leaves nil).
     init<Value>(_ key: String, flag: Bool = true, _ type: SettingType<Value>, help: String,
                 _ path: WritableKeyPath<Configuration, Value?>) {
@@ -308,18 +324,18 @@ extension NodeConfiguration {
             Setting("dataset", .string, help: "Dataset.", \.dataset),
             Setting("data_dir", .string, help: "Dataset directory.", \.dataDirectory),
             Setting("partition", .string, help: "Partition scheme: iid, dirichlet:ALPHA, shards:K.", \.partition),
-            Setting("partition_nodes", .integer, help: "Number of partitions.", \.partitionNodes),
-            Setting("partition_index", .integer, help: "This node's partition (0-based).", \.partitionIndex),
+            Setting("partition_nodes", .integer, in: 1...Int.max, help: "Number of partitions.", \.partitionNodes),
+            Setting("partition_index", .integer, in: 0...Int.max, help: "This node's partition (0-based).", \.partitionIndex),
             Setting("partition_seed", .unsigned, help: "Partition seed.", \.partitionSeed),
             Setting("ipc", .integer, help: "Override the round's images per class.", \.imagesPerClass),
             Setting("iterations", .integer, help: "Override the round's DM iterations.", \.iterations),
             Setting("width", .integer, help: "ConvNet width.", \.width),
             Setting("seed", .unsigned, help: "Random seed.", \.seed),
             Setting("state_dir", .string, help: "Where the node report is written.", \.stateDirectory),
-            Setting("max_attempts", flag: false, .integer, help: "Attempts per call while the coordinator is unavailable.", \.maxAttempts),
+            Setting("max_attempts", flag: false, .integer, in: 1...Int.max, help: "Attempts per call while the coordinator is unavailable.", \.maxAttempts),
             Setting("privacy_gate", .boolean, help: "Audit the set before sending and refuse to send if it leaks (true/false).",
                     \.privacyGate),
-            Setting("max_tpr_at_1pct_fpr", .number, help: "Privacy gate: largest TPR at 1% FPR allowed for any attack.",
+            Setting("max_tpr_at_1pct_fpr", .number, in: 0...1, help: "Privacy gate: largest TPR at 1% FPR allowed for any attack.",
                     \.maxTPRAt1PercentFPR),
             Setting("dp_epsilon", .number, help: "Distill with differential privacy (DP-DM) at this ε.", \.dpEpsilon),
             Setting("dp_delta", .number, help: "δ of the DP guarantee (default 1e-5).", \.dpDelta),
