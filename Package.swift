@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "feddistill", targets: ["feddistill"]),
         .library(name: "Distill", targets: ["Distill"]),
+        .library(name: "DatasetFetch", targets: ["DatasetFetch"]),
         .library(name: "FederationProtocol", targets: ["FederationProtocol"]),
         .library(name: "Node", targets: ["Node"]),
         .library(name: "Coordinator", targets: ["Coordinator"]),
@@ -37,17 +38,22 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
-        // Tensors, nets, datasets, distillation, evaluation, privacy probes. No network code.
+        // Tensors, nets, datasets on disk, distillation, evaluation, privacy probes. No network or process code.
         .target(
             name: "Distill",
-            dependencies: [
-                "COpenBLAS", "CZlib",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
+            dependencies: ["COpenBLAS", "CZlib"],
             exclude: ["Resources"],
             // The numeric core is optimised in debug builds too, so that `swift test` exercises it at usable speed.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
+        // Putting datasets into Distill's store: registry downloads (subprocesses), imports, md5 checks.
+        .target(
+            name: "DatasetFetch",
+            dependencies: [
+                "Distill",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The wire: gRPC service, sealed envelopes, certificates. No tensors.
         .target(
@@ -99,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "feddistill",
             dependencies: [
-                "Distill", "FederationProtocol", "Node", "Coordinator",
+                "Distill", "DatasetFetch", "FederationProtocol", "Node", "Coordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -110,6 +116,7 @@ let package = Package(
         ),
 
         .testTarget(name: "DistillTests", dependencies: ["Distill"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DatasetFetchTests", dependencies: ["DatasetFetch", "Distill", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "ProtocolTests",
             dependencies: [

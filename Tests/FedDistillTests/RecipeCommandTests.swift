@@ -85,9 +85,9 @@ struct RecipeCommandTests {
 
     /// The coordinator refuses to start a round whose node recipe is unknown or invalid.
     @Test func coordinatorSettingsCheckTheNodesRecipe() throws {
-        func settings(_ flags: [String: String]) throws -> CoordinatorConfiguration {
-            try CoordinatorConfiguration(settings: LayeredSettings(prefix: "FEDDISTILL_TEST_NONE", configFile: nil,
-                                                                   flags: flags.merging(["nodes": "a"]) { $1 }))
+        func settings(_ values: [String: String]) throws -> CoordinatorConfiguration {
+            let environment = Dictionary(uniqueKeysWithValues: values.map { ("FEDDISTILL_COORDINATOR_" + $0.key.uppercased(), $0.value) })
+            return try CoordinatorConfiguration(flags: ["nodes": "a"], configFile: nil, environment: environment)
         }
         #expect(try settings(["method": "dc", "width": "16"]).nodeRecipe?.method == .dc)
         for bad in [["method": "bogus"], ["width": "5000"], ["ipc": "1001"]] {

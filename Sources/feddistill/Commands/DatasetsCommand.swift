@@ -1,4 +1,5 @@
 import ArgumentParser
+import DatasetFetch
 import Distill
 import Logging
 

@@ -22,42 +22,81 @@ struct CoordinatorCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "JSON config file.") var config: String?
-    @Option(help: "Listen address.") var host: String?
-    @Option(help: "Listen port (0: any free port).") var port: String?
-    @Option(name: .customLong("state-dir"), help: "State directory (submissions, results).") var stateDir: String?
-    @Option(name: .customLong("credentials-dir"), help: "Certificates and keys directory.") var credentialsDir: String?
-    @Option(name: .customLong("federation-id"), help: "Federation id.") var federationID: String?
-    @Option(name: .customLong("round-id"), help: "Round id.") var roundID: String?
-    @Option(help: "Dataset (the test split evaluates the global model).") var dataset: String?
-    @Option(name: .customLong("data-dir"), help: "Dataset directory.") var dataDir: String?
-    @Option(help: "Expected node ids, comma-separated.") var nodes: String?
-    @Option(help: "Submissions needed to close at the deadline.") var quorum: String?
-    @Option(name: .customLong("deadline-seconds"), help: "Round deadline in seconds.") var deadlineSeconds: String?
-    @Option(help: "Images per class asked of nodes.") var ipc: String?
-    @Option(name: .customLong("node-iterations"), help: "DM iterations asked of nodes.") var nodeIterations: String?
-    @Option(name: .customLong("global-ipc"), help: "Images per class of the global set.") var globalIPC: String?
-    @Option(name: .customLong("merge-iterations"), help: "DM iterations of the merge.") var mergeIterations: String?
-    @Option(help: "ConvNet width.") var width: String?
-    @Option(name: .customLong("eval-models"), help: "Models trained to evaluate each set.") var evalModels: String?
-    @Option(name: .customLong("eval-epochs"), help: "Epochs per evaluation model.") var evalEpochs: String?
-    @Option(name: .customLong("centralized-baseline"), help: "Simulation only: also run DM on the pooled data (true/false).")
-    var centralizedBaseline: String?
-    @Option(help: "Random seed.") var seed: String?
-    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (0: any free port).")
-    var metricsPort: String?
-    @Option(name: .customLong("metrics-host"), help: "Metrics listen address (default 127.0.0.1).") var metricsHost: String?
+    @Option(name: Self.table.name("host"), help: Self.table.help("host")) var host: String?
+    @Option(name: Self.table.name("port"), help: Self.table.help("port")) var port: String?
+    @Option(name: Self.table.name("state_dir"), help: Self.table.help("state_dir")) var stateDir: String?
+    @Option(name: Self.table.name("credentials_dir"), help: Self.table.help("credentials_dir")) var credentialsDir: String?
+    @Option(name: Self.table.name("federation_id"), help: Self.table.help("federation_id")) var federationID: String?
+    @Option(name: Self.table.name("round_id"), help: Self.table.help("round_id")) var roundID: String?
+    @Option(name: Self.table.name("dataset"), help: Self.table.help("dataset")) var dataset: String?
+    @Option(name: Self.table.name("data_dir"), help: Self.table.help("data_dir")) var dataDir: String?
+    @Option(name: Self.table.name("nodes"), help: Self.table.help("nodes")) var nodes: String?
+    @Option(name: Self.table.name("quorum"), help: Self.table.help("quorum")) var quorum: String?
+    @Option(name: Self.table.name("deadline_seconds"), help: Self.table.help("deadline_seconds")) var deadlineSeconds: String?
+    @Option(name: Self.table.name("ipc"), help: Self.table.help("ipc")) var ipc: String?
+    @Option(name: Self.table.name("node_iterations"), help: Self.table.help("node_iterations")) var nodeIterations: String?
+    @Option(name: Self.table.name("global_ipc"), help: Self.table.help("global_ipc")) var globalIPC: String?
+    @Option(name: Self.table.name("merge_iterations"), help: Self.table.help("merge_iterations")) var mergeIterations: String?
+    @Option(name: Self.table.name("width"), help: Self.table.help("width")) var width: String?
+    @Option(name: Self.table.name("eval_models"), help: Self.table.help("eval_models")) var evalModels: String?
+    @Option(name: Self.table.name("eval_epochs"), help: Self.table.help("eval_epochs")) var evalEpochs: String?
+    @Option(name: Self.table.name("centralized_baseline"), help: Self.table.help("centralized_baseline")) var centralizedBaseline: String?
+    @Option(name: Self.table.name("seed"), help: Self.table.help("seed")) var seed: String?
+    @Option(name: Self.table.name("metrics_port"), help: Self.table.help("metrics_port")) var metricsPort: String?
+    @Option(name: Self.table.name("metrics_host"), help: Self.table.help("metrics_host")) var metricsHost: String?
+    @Option(name: Self.table.name("max_images_per_class"), help: Self.table.help("max_images_per_class")) var maxImagesPerClass: String?
+    @Option(name: Self.table.name("max_envelope_bytes"), help: Self.table.help("max_envelope_bytes")) var maxEnvelopeBytes: String?
+    @Option(name: Self.table.name("max_upload_bytes_in_flight"), help: Self.table.help("max_upload_bytes_in_flight")) var maxUploadBytesInFlight: String?
+    @Option(name: Self.table.name("max_report_bytes"), help: Self.table.help("max_report_bytes")) var maxReportBytes: String?
+    @Option(name: Self.table.name("max_finalization_attempts"), help: Self.table.help("max_finalization_attempts")) var maxFinalizationAttempts: String?
+    @Option(name: Self.table.name("idle_timeout_seconds"), help: Self.table.help("idle_timeout_seconds")) var idleTimeoutSeconds: String?
+    @Option(name: Self.table.name("max_concurrent_streams_per_connection"), help: Self.table.help("max_concurrent_streams_per_connection")) var maxConcurrentStreamsPerConnection: String?
+    @Option(name: Self.table.name("max_connections"), help: Self.table.help("max_connections")) var maxConnections: String?
+    @Option(name: Self.table.name("handshake_timeout_seconds"), help: Self.table.help("handshake_timeout_seconds")) var handshakeTimeoutSeconds: String?
     @OptionGroup var compute: ComputeOptions
+
+    static var table: SettingsTable<CoordinatorConfiguration> { CoordinatorConfiguration.settingsTable }
+
+    /// The flags given, by setting key.
+    var flags: [String: String?] {
+        [
+            "host": host,
+            "port": port,
+            "state_dir": stateDir,
+            "credentials_dir": credentialsDir,
+            "federation_id": federationID,
+            "round_id": roundID,
+            "dataset": dataset,
+            "data_dir": dataDir,
+            "nodes": nodes,
+            "quorum": quorum,
+            "deadline_seconds": deadlineSeconds,
+            "ipc": ipc,
+            "node_iterations": nodeIterations,
+            "global_ipc": globalIPC,
+            "merge_iterations": mergeIterations,
+            "width": width,
+            "eval_models": evalModels,
+            "eval_epochs": evalEpochs,
+            "centralized_baseline": centralizedBaseline,
+            "seed": seed,
+            "metrics_port": metricsPort,
+            "metrics_host": metricsHost,
+            "max_images_per_class": maxImagesPerClass,
+            "max_envelope_bytes": maxEnvelopeBytes,
+            "max_upload_bytes_in_flight": maxUploadBytesInFlight,
+            "max_report_bytes": maxReportBytes,
+            "max_finalization_attempts": maxFinalizationAttempts,
+            "idle_timeout_seconds": idleTimeoutSeconds,
+            "max_concurrent_streams_per_connection": maxConcurrentStreamsPerConnection,
+            "max_connections": maxConnections,
+            "handshake_timeout_seconds": handshakeTimeoutSeconds,
+        ]
+    }
 
     func run() async throws {
         compute.apply()
-        let settings = try LayeredSettings(prefix: "FEDDISTILL_COORDINATOR", configFile: config, flags: [
-            "host": host, "port": port, "state_dir": stateDir, "credentials_dir": credentialsDir, "federation_id": federationID,
-            "round_id": roundID, "dataset": dataset, "data_dir": dataDir, "nodes": nodes, "quorum": quorum,
-            "deadline_seconds": deadlineSeconds, "ipc": ipc, "node_iterations": nodeIterations, "global_ipc": globalIPC,
-            "merge_iterations": mergeIterations, "width": width, "eval_models": evalModels, "eval_epochs": evalEpochs,
-            "centralized_baseline": centralizedBaseline, "seed": seed, "metrics_port": metricsPort, "metrics_host": metricsHost,
-        ])
-        let configuration = try CoordinatorConfiguration(settings: settings)
+        let configuration = try CoordinatorConfiguration(flags: flags, configFile: config)
         let logger = Logger(label: "feddistill.coordinator")
         let registry = configuration.metricsPort == nil ? nil : PrometheusCollectorRegistry()
         do {
@@ -88,40 +127,58 @@ struct NodeCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "JSON config file.") var config: String?
-    @Option(name: .customLong("node-id"), help: "This node's id (its certificate's name).") var nodeID: String?
-    @Option(help: "Coordinator HOST:PORT.") var coordinator: String?
-    @Option(name: .customLong("server-name"), help: "Name to verify in the coordinator certificate.") var serverName: String?
-    @Option(name: .customLong("credentials-dir"), help: "Certificates and keys directory.") var credentialsDir: String?
-    @Option(help: "Dataset.") var dataset: String?
-    @Option(name: .customLong("data-dir"), help: "Dataset directory.") var dataDir: String?
-    @Option(help: "Partition scheme: iid, dirichlet:ALPHA, shards:K.") var partition: String?
-    @Option(name: .customLong("partition-nodes"), help: "Number of partitions.") var partitionNodes: String?
-    @Option(name: .customLong("partition-index"), help: "This node's partition (0-based).") var partitionIndex: String?
-    @Option(name: .customLong("partition-seed"), help: "Partition seed.") var partitionSeed: String?
-    @Option(help: "Override the round's images per class.") var ipc: String?
-    @Option(help: "Override the round's DM iterations.") var iterations: String?
-    @Option(help: "ConvNet width.") var width: String?
-    @Option(help: "Random seed.") var seed: String?
-    @Option(name: .customLong("state-dir"), help: "Where the node report is written.") var stateDir: String?
-    @Option(name: .customLong("privacy-gate"), help: "Audit the set before sending and refuse to send if it leaks (true/false).")
-    var privacyGate: String?
-    @Option(name: .customLong("max-tpr-at-1pct-fpr"), help: "Privacy gate: largest TPR at 1% FPR allowed for any attack.")
-    var maxTPR: String?
-    @Option(name: .customLong("dp-epsilon"), help: "Distill with differential privacy (DP-DM) at this ε.") var dpEpsilon: String?
-    @Option(name: .customLong("dp-delta"), help: "δ of the DP guarantee (default 1e-5).") var dpDelta: String?
+    @Option(name: Self.table.name("node_id"), help: Self.table.help("node_id")) var nodeID: String?
+    @Option(name: Self.table.name("coordinator"), help: Self.table.help("coordinator")) var coordinator: String?
+    @Option(name: Self.table.name("server_name"), help: Self.table.help("server_name")) var serverName: String?
+    @Option(name: Self.table.name("credentials_dir"), help: Self.table.help("credentials_dir")) var credentialsDir: String?
+    @Option(name: Self.table.name("dataset"), help: Self.table.help("dataset")) var dataset: String?
+    @Option(name: Self.table.name("data_dir"), help: Self.table.help("data_dir")) var dataDir: String?
+    @Option(name: Self.table.name("partition"), help: Self.table.help("partition")) var partition: String?
+    @Option(name: Self.table.name("partition_nodes"), help: Self.table.help("partition_nodes")) var partitionNodes: String?
+    @Option(name: Self.table.name("partition_index"), help: Self.table.help("partition_index")) var partitionIndex: String?
+    @Option(name: Self.table.name("partition_seed"), help: Self.table.help("partition_seed")) var partitionSeed: String?
+    @Option(name: Self.table.name("ipc"), help: Self.table.help("ipc")) var ipc: String?
+    @Option(name: Self.table.name("iterations"), help: Self.table.help("iterations")) var iterations: String?
+    @Option(name: Self.table.name("width"), help: Self.table.help("width")) var width: String?
+    @Option(name: Self.table.name("seed"), help: Self.table.help("seed")) var seed: String?
+    @Option(name: Self.table.name("state_dir"), help: Self.table.help("state_dir")) var stateDir: String?
+    @Option(name: Self.table.name("privacy_gate"), help: Self.table.help("privacy_gate")) var privacyGate: String?
+    @Option(name: Self.table.name("max_tpr_at_1pct_fpr"), help: Self.table.help("max_tpr_at_1pct_fpr")) var maxTPR: String?
+    @Option(name: Self.table.name("dp_epsilon"), help: Self.table.help("dp_epsilon")) var dpEpsilon: String?
+    @Option(name: Self.table.name("dp_delta"), help: Self.table.help("dp_delta")) var dpDelta: String?
     @Flag(help: "Print machine-readable progress lines on stdout.") var progress = false
     @OptionGroup var compute: ComputeOptions
 
+    static var table: SettingsTable<NodeConfiguration> { NodeConfiguration.settingsTable }
+
+    /// The flags given, by setting key.
+    var flags: [String: String?] {
+        [
+            "node_id": nodeID,
+            "coordinator": coordinator,
+            "server_name": serverName,
+            "credentials_dir": credentialsDir,
+            "dataset": dataset,
+            "data_dir": dataDir,
+            "partition": partition,
+            "partition_nodes": partitionNodes,
+            "partition_index": partitionIndex,
+            "partition_seed": partitionSeed,
+            "ipc": ipc,
+            "iterations": iterations,
+            "width": width,
+            "seed": seed,
+            "state_dir": stateDir,
+            "privacy_gate": privacyGate,
+            "max_tpr_at_1pct_fpr": maxTPR,
+            "dp_epsilon": dpEpsilon,
+            "dp_delta": dpDelta,
+        ]
+    }
+
     func run() async throws {
         compute.apply()
-        let settings = try LayeredSettings(prefix: "FEDDISTILL_NODE", configFile: config, flags: [
-            "node_id": nodeID, "coordinator": coordinator, "server_name": serverName, "credentials_dir": credentialsDir,
-            "dataset": dataset, "data_dir": dataDir, "partition": partition, "partition_nodes": partitionNodes,
-            "partition_index": partitionIndex, "partition_seed": partitionSeed, "ipc": ipc, "iterations": iterations,
-            "width": width, "seed": seed, "state_dir": stateDir, "privacy_gate": privacyGate, "max_tpr_at_1pct_fpr": maxTPR,
-            "dp_epsilon": dpEpsilon, "dp_delta": dpDelta,
-        ])
-        let configuration = try NodeConfiguration(settings: settings)
+        let configuration = try NodeConfiguration(flags: flags, configFile: config)
         let logger = Logger(label: "feddistill.node")
         let printProgress = progress
         do {
