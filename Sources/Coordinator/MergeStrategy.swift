@@ -92,15 +92,18 @@ public struct DistributionMatchingMerge: MergeStrategy {
             initialIndices += picked
         }
         let initial = union.subset(initialIndices)
-        let dm = DistributionMatching(options: .init(imagesPerClass: imagesPerClass, iterations: iterations,
-                                                     batchReal: 256, learningRate: learningRate, seed: seed ^ round),
-                                      network: network, augmentation: DSA(dataset: descriptor.name))
+        let recipe = DistillationRecipe(method: .dm, initialization: .real, imagesPerClass: imagesPerClass, iterations: iterations,
+                                        network: .init(width: network.width, depth: network.depth, norm: network.norm,
+                                                       activation: network.activation, pooling: network.pooling),
+                                        imageLearningRate: learningRate, batchReal: 256, augmentation: .dsa, seed: seed ^ round)
         let hasWeight = weights.contains { $0 > 0 }
-        let result = dm.distill(union, from: initial, sampleWeights: hasWeight ? weights : nil)
-        return SyntheticSet(data: result.images, metadata: .init(
-            dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
-            normalization: descriptor.normalization, method: "dm-merge", imagesPerClass: imagesPerClass,
-            iterations: result.iterations, initialization: "nodes", seed: seed,
-            sourceClassCounts: UnionMerge.totalCounts(submissions, classes: descriptor.classCount)))
+        var set = try Distiller.run(recipe: recipe, data: union, descriptor: descriptor, start: initial,
+                                    sampleWeights: hasWeight ? weights : nil)
+        // The global set's provenance: a merge of node sets, with the nodes' reported counts.
+        set.metadata.method = "dm-merge"
+        set.metadata.initialization = "nodes"
+        set.metadata.seed = seed
+        set.metadata.sourceClassCounts = UnionMerge.totalCounts(submissions, classes: descriptor.classCount)
+        return set
     }
 }

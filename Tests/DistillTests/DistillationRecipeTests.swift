@@ -145,6 +145,32 @@ struct DistillerTests {
         #expect(set.metadata == expected)
     }
 
+    /// A given start and per-record weights (the coordinator's merge) go to DM unchanged: bit-identical to the direct
+    /// weighted path; methods that cannot use them refuse the job.
+    @Test func weightedStartsAreTheDirectWeightedPath() throws {
+        let (train, descriptor) = (Self.digits.train.subset(Array(0..<300)), Self.digits.descriptor)
+        var rng = RandomSource(seed: 8)
+        let start = train.randomSubset(imagesPerClass: 2, using: &rng)
+        let weights = (0..<train.count).map { Float($0 % 5) }
+        let recipe = DistillationRecipe(method: .dm, initialization: .real, imagesPerClass: 2, iterations: 3,
+                                        network: .init(width: 8), imageLearningRate: 10, seed: 9)
+        let dm = DistributionMatching(options: .init(imagesPerClass: 2, iterations: 3, batchReal: 256, learningRate: 10,
+                                                     initialization: .real, seed: 9),
+                                      network: .init(imageShape: descriptor.imageShape, classCount: 10, width: 8),
+                                      augmentation: DSA(dataset: "digits"))
+        let direct = dm.distill(train, from: start, sampleWeights: weights)
+        let set = try Distiller.run(recipe: recipe, data: train, descriptor: descriptor, start: start, sampleWeights: weights)
+        #expect(set.data.images.storage.map(\.bitPattern) == direct.images.images.storage.map(\.bitPattern))
+        var herding = recipe
+        herding.method = .herding
+        #expect(throws: DistillerError.self) {
+            try Distiller.run(recipe: herding, data: train, descriptor: descriptor, sampleWeights: weights)
+        }
+        #expect(throws: DistillerError.self, "one weight per record") {
+            try Distiller.run(recipe: recipe, data: train, descriptor: descriptor, sampleWeights: [1, 2])
+        }
+    }
+
     /// DC and DSA through the Distiller equal the direct GradientMatching path bit for bit.
     @Test(arguments: [DistillationRecipe.Method.dc, .dsa])
     func gradientMatchingIsBitIdenticalToTheDirectPath(method: DistillationRecipe.Method) throws {

@@ -5,6 +5,8 @@
 public struct DistributionMatchingMethod: DistillationMethod {
     public init() {}
     public var method: DistillationRecipe.Method { .dm }
+    /// The coordinator's merge starts from node images and weighs them by the nodes' counts.
+    public var supportsWeightedStarts: Bool { true }
 
     func matcher(_ job: DistillationJob) -> DistributionMatching {
         let recipe = job.recipe
@@ -23,10 +25,10 @@ public struct DistributionMatchingMethod: DistillationMethod {
     public func distill(_ job: DistillationJob, progress: Distiller.Progress?) -> DistillationOutcome {
         let recipe = job.recipe
         var rng = RandomSource(seed: recipe.seed)
-        let initial = DistributionMatching.initialImages(job.data, imagesPerClass: recipe.imagesPerClass,
-                                                         initialization: recipe.initialization, using: &rng)
+        let initial = job.start ?? DistributionMatching.initialImages(job.data, imagesPerClass: recipe.imagesPerClass,
+                                                                      initialization: recipe.initialization, using: &rng)
         let dm = matcher(job)
-        let result = dm.distill(job.data, from: initial, snapshots: job.snapshots) { iteration, loss in
+        let result = dm.distill(job.data, from: initial, sampleWeights: job.sampleWeights, snapshots: job.snapshots) { iteration, loss in
             progress?(iteration, recipe.iterations, loss) ?? true
         }
         return DistillationOutcome(images: result.images, iterations: result.iterations, loss: result.loss,

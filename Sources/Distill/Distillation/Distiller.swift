@@ -6,6 +6,10 @@ public protocol DistillationMethod: Sendable {
     /// The recipe method this type implements.
     var method: DistillationRecipe.Method { get }
 
+    /// Whether the method honours ``DistillationJob/start`` and ``DistillationJob/sampleWeights``. The default is
+    /// false: ``Distiller`` refuses such jobs for it.
+    var supportsWeightedStarts: Bool { get }
+
     /// The differential-privacy noise the method would run with on `job` (nil: no DP). The default is nil.
     func calibration(for job: DistillationJob) -> PrivacyCalibration?
 
@@ -16,6 +20,7 @@ public protocol DistillationMethod: Sendable {
 
 extension DistillationMethod {
     public func calibration(for job: DistillationJob) -> PrivacyCalibration? { nil }
+    public var supportsWeightedStarts: Bool { false }
 }
 
 /// What a method works on: a validated recipe, the private records and what the dataset is.
@@ -26,6 +31,10 @@ public struct DistillationJob {
     public var descriptor: DatasetDescriptor
     /// Receives the images after every `every`-th iteration (methods that iterate; nil: none).
     public var snapshots: DistributionMatching.Snapshots?
+    /// Images to start from instead of the recipe's initialisation (the coordinator's merge starts from node images).
+    public var start: LabeledImages?
+    /// A weight per record of `data` (the merge weighs each node's images by its reported counts); nil: equal.
+    public var sampleWeights: [Float]?
 
     /// The recipe's ConvNet for this dataset.
     public var network: ConvNet.Configuration {
@@ -63,6 +72,8 @@ public enum DistillerError: Error, Equatable, CustomStringConvertible {
     case recipe(RecipeError)
     /// No method is registered for the recipe's method.
     case notRegistered(DistillationRecipe.Method)
+    /// The method cannot use what the job asks for (e.g. per-record weights).
+    case unsupported(DistillationRecipe.Method, String)
     /// There are no real records to distill from.
     case noData
 
@@ -70,6 +81,7 @@ public enum DistillerError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .recipe(error): "\(error)"
         case let .notRegistered(method): "no distillation method is registered for '\(method.rawValue)'"
+        case let .unsupported(method, what): "method '\(method.rawValue)' does not support \(what)"
         case .noData: "there are no real records to distill from"
         }
     }
@@ -123,7 +135,8 @@ public enum Distiller {
                                        + "\(descriptor.imageShape[1])×\(descriptor.imageShape[2]) images with pooling"))
             }
         }
-        return (method, DistillationJob(recipe: recipe, data: data, descriptor: descriptor, snapshots: snapshots))
+        return (method, DistillationJob(recipe: recipe, data: data, descriptor: descriptor, snapshots: snapshots, start: nil,
+                                        sampleWeights: nil))
     }
 
     /// The differential-privacy noise `recipe` would run with on `data` (nil: no DP), e.g. to report it before a run.
@@ -139,11 +152,15 @@ public enum Distiller {
     ///   - data: the real records (`[N, C, H, W]`, normalised like `descriptor` says).
     ///   - descriptor: what the dataset is (name for DSA, shape, classes, normalisation for the metadata).
     ///   - snapshots: for iterating methods, a set after every `every`-th iteration (before the last).
+    ///   - start: images to start from instead of the recipe's initialisation (methods with
+    ///     ``DistillationMethod/supportsWeightedStarts`` only).
+    ///   - sampleWeights: one weight per record of `data` (same methods only).
     ///   - progress: called after every iteration; returning `false` stops early.
     /// - Returns: the set, whose metadata holds the recipe, the class counts of `data` and any DP guarantee.
     /// - Throws: ``DistillerError`` when the recipe is invalid or does not fit the data.
     public static func run(recipe: DistillationRecipe, data: LabeledImages, descriptor: DatasetDescriptor,
                            snapshots: (every: Int, body: (SyntheticSet) -> Void)? = nil,
+                           start: LabeledImages? = nil, sampleWeights: [Float]? = nil,
                            progress: Progress? = nil) throws(DistillerError) -> SyntheticSet {
         var privacy: PrivacyCalibration?
         let imageSnapshots = snapshots.map { snapshots in
@@ -151,7 +168,25 @@ public enum Distiller {
                 snapshots.body(set(images, recipe: recipe, data: data, descriptor: descriptor, iterations: iteration, privacy: privacy))
             }
         }
-        let (method, job) = try job(recipe: recipe, data: data, descriptor: descriptor, snapshots: imageSnapshots)
+        var (method, job) = try job(recipe: recipe, data: data, descriptor: descriptor, snapshots: imageSnapshots)
+        if start != nil || sampleWeights != nil {
+            guard method.supportsWeightedStarts else { throw .unsupported(recipe.method, "a given start or per-record weights") }
+            guard recipe.privacy == nil || sampleWeights == nil else {
+                throw .unsupported(recipe.method, "per-record weights under differential privacy")
+            }
+            if let start {
+                guard start.imageShape == descriptor.imageShape, start.count > 0 else {
+                    throw .recipe(.invalid(field: "start", reason: "start images \(start.imageShape) do not match \(descriptor.imageShape)"))
+                }
+            }
+            if let sampleWeights {
+                guard sampleWeights.count == data.count, sampleWeights.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                    throw .recipe(.invalid(field: "sample_weights", reason: "need one finite, non-negative weight per record"))
+                }
+            }
+            job.start = start
+            job.sampleWeights = sampleWeights
+        }
         privacy = method.calibration(for: job)
         let outcome = method.distill(job, progress: progress)
         return set(outcome.images, recipe: recipe, data: data, descriptor: descriptor, iterations: outcome.iterations,
