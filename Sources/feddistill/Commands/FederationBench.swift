@@ -18,16 +18,7 @@ extension BenchCommand {
         let certs = root + "/certs"
         let nodeIDs = (0..<nodes).map { String(format: "node-%04d", $0) }
         let start = Date()
-        do {
-            try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
-            let ca = try CertificateAuthority.create(in: certs, commonName: "load-test CA")
-            try ca.issue(name: "coordinator", role: .coordinator(subjectAlternativeNames: CertificateAuthority.defaultCoordinatorNames))
-            try KeyFiles.generate(in: certs, name: "coordinator")
-            for node in nodeIDs {
-                try ca.issue(name: node, role: .node)
-                try KeyFiles.generate(in: certs, name: node)
-            }
-        } catch { throw CommandFailure("provisioning failed: \(error)") }
+        try provisionLocalFederation(in: certs, caName: "load-test CA", nodes: nodeIDs)
         let provisioned = Date().timeIntervalSince(start)
         if !json { print(String(format: "provisioned a CA, a coordinator and %d nodes in %.1f s", nodes, provisioned)) }
 

@@ -48,17 +48,7 @@ struct SimulateCommand: ParsableCommand {
         defer { if !keep { try? FileManager.default.removeItem(atPath: root) } }
         let certs = root + "/certs"
         let nodeIDs = (1...nodes).map { "node-\($0)" }
-        do {
-            try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            let ca = try CertificateAuthority.create(in: certs, commonName: "FedDistill simulation CA")
-            try ca.issue(name: "coordinator", role: .coordinator(subjectAlternativeNames: CertificateAuthority.defaultCoordinatorNames))
-            try KeyFiles.generate(in: certs, name: "coordinator")
-            for node in nodeIDs {
-                try ca.issue(name: node, role: .node)
-                try KeyFiles.generate(in: certs, name: node)
-            }
-        } catch { throw CommandFailure("provisioning failed: \(error)") }
+        try provisionLocalFederation(in: certs, caName: "FedDistill simulation CA", nodes: nodeIDs)
         let provisioned = Date().timeIntervalSince(start)
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let dataArguments = data.dataDirectory.map { ["--data-dir", $0] } ?? []
@@ -162,6 +152,21 @@ struct SimulateCommand: ParsableCommand {
             try writeJSON(report, to: json)
         }
     }
+}
+
+/// A fresh CA in `certs` (created 0700) with a coordinator certificate and keys and one certificate and key set per
+/// node: what `simulate` and `bench --federation` run on.
+func provisionLocalFederation(in certs: String, caName: String, nodes: [String]) throws {
+    do {
+        try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let ca = try CertificateAuthority.create(in: certs, commonName: caName)
+        try ca.issue(name: "coordinator", role: .coordinator(subjectAlternativeNames: CertificateAuthority.defaultCoordinatorNames))
+        try KeyFiles.generate(in: certs, name: "coordinator")
+        for node in nodes {
+            try ca.issue(name: node, role: .node)
+            try KeyFiles.generate(in: certs, name: node)
+        }
+    } catch { throw CommandFailure("provisioning failed: \(error)") }
 }
 
 /// A child process of the simulation: output lines go to a log file and to an optional line handler.
