@@ -285,6 +285,17 @@ public final class CoordinatorDatabase: Sendable {
         }
     }
 
+    /// Takes back one start of the round's finalisation: it was interrupted by a shutdown, not ended by a crash.
+    public func abandonFinalization(round id: UInt64) throws {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: """
+                    UPDATE round SET finalization_attempts = MAX(finalization_attempts - 1, 0) WHERE id = ?
+                    """, arguments: [Int64(id)])
+            }
+        }
+    }
+
     /// Counts one more start of the round's finalisation, durably, before it runs; returns the count including this
     /// one. A finalisation that kills the process is counted, so a restart loop can be broken.
     public func beginFinalization(round id: UInt64) throws -> Int {

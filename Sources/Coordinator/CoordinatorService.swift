@@ -176,6 +176,10 @@ struct RoundService: Service {
                     }
                 }
                 group.addTask {
+                    // The round's finalisation (merge and evaluation) runs here, as a child of the round service.
+                    for await request in round.finalizationRequests { await round.finalize(request) }
+                }
+                group.addTask {
                     // Deadline checks until the round ends.
                     while !Task.isCancelled, await round.isRunning {
                         try await Task.sleep(for: .seconds(1))

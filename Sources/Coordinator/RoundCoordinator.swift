@@ -4,11 +4,38 @@ import Foundation
 import GRPCCore
 import Logging
 import CoreMetrics
+import Synchronization
+
+/// The wall clock a round reads (deadlines, timestamps); tests inject their own.
+public struct RoundClock: Sendable {
+    public var now: @Sendable () -> Date
+
+    public init(now: @escaping @Sendable () -> Date) {
+        self.now = now
+    }
+
+    /// The system clock.
+    public static let system = RoundClock { Date() }
+}
+
+/// A closed round's finalisation, for whoever runs it (``RoundService`` runs it as a child task).
+public struct FinalizationRequest: Sendable, Equatable {
+    /// The nodes whose stored sets are merged.
+    public var submitted: [String]
+    /// Expected nodes without a usable submission, and why.
+    public var failures: [String: String]
+}
 
 /// The coordinator's state for one round: registrations, durable submissions, round events and the result.
-/// Carries out what ``RoundStateMachine`` decides; the merge and evaluation run on their own thread.
+/// Carries out what ``RoundStateMachine`` decides. When the round closes it posts a ``FinalizationRequest`` on
+/// ``finalizationRequests``; the owner (``RoundService``) runs ``finalize(_:)`` for it as a child task, and the merge
+/// and evaluation run on their own thread.
 public actor RoundCoordinator {
     public let configuration: CoordinatorConfiguration
+    let clock: RoundClock
+    /// Closed rounds waiting to be finalised; finishes when the round ends.
+    public nonisolated let finalizationRequests: AsyncStream<FinalizationRequest>
+    private let finalizationContinuation: AsyncStream<FinalizationRequest>.Continuation
     let descriptor: DatasetDescriptor
     let database: CoordinatorDatabase
     let metrics: CoordinatorMetrics
@@ -37,14 +64,16 @@ public actor RoundCoordinator {
     /// `metricsFactory` receives the round's counters and gauges (default: the process-wide `MetricsSystem`).
     /// - Throws: `RoundFailure` if the round already finished or failed (start a new round id).
     public init(configuration: CoordinatorConfiguration, logger: Logger,
-                metricsFactory: any MetricsFactory = MetricsSystem.factory) throws {
+                metricsFactory: any MetricsFactory = MetricsSystem.factory, clock: RoundClock = .system) throws {
         try configuration.validate()
         self.configuration = configuration
+        self.clock = clock
+        (finalizationRequests, finalizationContinuation) = AsyncStream.makeStream()
         self.logger = logger
         metrics = CoordinatorMetrics(factory: metricsFactory)
         descriptor = try DatasetCatalog.descriptor(named: configuration.dataset)
         database = try CoordinatorDatabase(stateDirectory: configuration.stateDirectory)
-        let now = Date()
+        let now = clock.now()
         let round = try database.openRound(id: configuration.roundID, now: Int64(now.timeIntervalSince1970),
                                            deadline: Int64(now.addingTimeInterval(configuration.deadlineSeconds).timeIntervalSince1970))
         switch round.state {
@@ -77,7 +106,7 @@ public actor RoundCoordinator {
     public func resume() throws {
         for record in try database.records(round: configuration.roundID) {
             logger.info("resuming stored submission", metadata: ["node.id": "\(PeerText.escaped(record.nodeID))", "round.id": "\(record.roundID)"])
-            act(machine.submissionStored(from: record.nodeID, now: Date()))
+            act(machine.submissionStored(from: record.nodeID, now: clock.now()))
         }
         metrics.submissionsInRound.record(machine.submitted.count)
         // A round that had closed before a crash (it was merging) closes again at once with what it holds.
@@ -94,7 +123,7 @@ public actor RoundCoordinator {
             throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) distills with method "
                            + "'\(configuration.method)', which \(PeerText.escaped(node)) does not support (capabilities: \(announced))")
         }
-        try database.nodeSeen(node, atUnixSeconds: Int64(Date().timeIntervalSince1970))
+        try database.nodeSeen(node, atUnixSeconds: Int64(clock.now().timeIntervalSince1970))
         metrics.joins.increment()
         if joined.insert(node).inserted {
             logger.info("node joined", metadata: ["node.id": "\(PeerText.escaped(node))"])
@@ -150,7 +179,7 @@ public actor RoundCoordinator {
             throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) closed before the submission was stored")
         }
         let record = CoordinatorDatabase.Record(nodeID: node, roundID: configuration.roundID, digestHex: digest,
-                                                bytes: submission.envelope.count, storedAtUnixSeconds: Int64(Date().timeIntervalSince1970),
+                                                bytes: submission.envelope.count, storedAtUnixSeconds: Int64(clock.now().timeIntervalSince1970),
                                                 privacyAuditJSON: signedAudit)
         let stored: CoordinatorDatabase.Record
         do { stored = try database.store(envelope: submission.envelope, record: record) } catch let error as StoreError {
@@ -168,7 +197,7 @@ public actor RoundCoordinator {
             $0.nodeSubmitted.nodeID = node
             $0.nodeSubmitted.envelopeDigest = Data(submission.digest)
         }
-        act(machine.submissionStored(from: node, now: Date()))
+        act(machine.submissionStored(from: node, now: clock.now()))
         metrics.submissionsInRound.record(machine.submitted.count)
         return submission.receipt(storedAtUnixSeconds: stored.storedAtUnixSeconds)
     }
@@ -206,7 +235,7 @@ public actor RoundCoordinator {
     var isRunning: Bool { result == nil && failure == nil }
 
     /// Called periodically: applies the deadline.
-    public func tick() { act(machine.tick(now: Date())) }
+    public func tick() { act(machine.tick(now: clock.now())) }
 
     /// Closes the round now (SIGUSR1): with the quorum it is merged, without it it fails.
     public func closeNow() {
@@ -241,7 +270,7 @@ public actor RoundCoordinator {
     private func publish(_ fill: (inout Feddistill_V1_RoundEvent) -> Void) {
         var event = Feddistill_V1_RoundEvent()
         event.roundID = configuration.roundID
-        event.atUnixSeconds = Int64(Date().timeIntervalSince1970)
+        event.atUnixSeconds = Int64(clock.now().timeIntervalSince1970)
         fill(&event)
         events.append(event)
         for continuation in watchers.values { continuation.yield(event) }
@@ -258,7 +287,7 @@ public actor RoundCoordinator {
             let failures = Dictionary(uniqueKeysWithValues: Set(configuration.expectedNodes).subtracting(submitted).map {
                 ($0, "no submission before the round closed")
             })
-            Task { await self.finalize(submitted: submitted, failures: failures) }
+            finalizationContinuation.yield(FinalizationRequest(submitted: submitted, failures: failures))
         case let .fail(reason):
             logger.error("round failed", metadata: ["reason": "\(reason)"])
             persistState(.failed, failure: reason)
@@ -266,7 +295,12 @@ public actor RoundCoordinator {
         }
     }
 
-    private func finalize(submitted: [String], failures: [String: String]) async {
+    /// Merges and evaluates a closed round and publishes the result (or the failure). Runs the work on a thread of its
+    /// own; if the calling task is cancelled first (the coordinator shuts down), it returns at once, the round stays
+    /// closed, and a restart finalises it again.
+    public func finalize(_ request: FinalizationRequest) async {
+        guard isRunning else { return }
+        let (submitted, failures) = (request.submitted, request.failures)
         // Counted before it runs: a finalisation that takes the process down (out of memory, a bug) is retried after
         // a restart at most `maxFinalizationAttempts` times, then the round fails with that reason instead of looping.
         let attempt: Int
@@ -282,7 +316,12 @@ public actor RoundCoordinator {
         let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: database, opener: opener,
                                   logger: logger)
         do {
-            let result = try await Parallel.offThePool { try work.run(submitted: submitted, failures: failures) }
+            guard let result = try await Self.unlessCancelled({ try work.run(submitted: submitted, failures: failures) }) else {
+                // Shut down mid-finalisation: not an attempt that crashed; a restart finalises again.
+                try? database.abandonFinalization(round: configuration.roundID)
+                logger.notice("finalisation interrupted by shutdown; a restart finalises the round again")
+                return
+            }
             self.result = result
             metrics.roundState.record(2)
             metrics.globalAccuracy.record(result.global.mean)
@@ -317,6 +356,7 @@ public actor RoundCoordinator {
 
     private func end(_ outcome: Result<RoundResult, any Error>) {
         if case let .failure(error) = outcome { failure = "\(error)" }
+        finalizationContinuation.finish()
         for continuation in watchers.values { continuation.finish() }
         watchers.removeAll()
         for waiter in finished { waiter.resume(with: outcome) }
@@ -329,3 +369,51 @@ public struct RoundFailure: Error, CustomStringConvertible {
     public let reason: String
     public var description: String { "round failed: \(reason)" }
 }
+
+extension RoundCoordinator {
+    /// Runs `work` on a thread of its own (16 MiB stack) and returns its result, or nil as soon as the calling task
+    /// is cancelled (the thread then finishes on its own and its result is dropped).
+    static func unlessCancelled<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T? {
+        let waiter = OneShot<T?>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiter.arm(continuation)
+                let thread = Thread { waiter.resume(with: Result { try work() }) }
+                thread.stackSize = 16 << 20
+                thread.start()
+            }
+        } onCancel: {
+            waiter.resume(with: .success(nil))
+        }
+    }
+}
+
+/// A continuation resumed at most once, by whichever comes first; a resume before `arm` is kept for it.
+final class OneShot<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, early: Result<T, any Error>?, done: Bool)>(
+        (nil, nil, false))
+
+    func arm(_ continuation: CheckedContinuation<T, any Error>) {
+        let early: Result<T, any Error>? = state.withLock { state in
+            if let early = state.early { state.done = true; return early }
+            state.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        let continuation: CheckedContinuation<T, any Error>? = state.withLock { state in
+            guard !state.done else { return nil }
+            guard let continuation = state.continuation else {
+                if state.early == nil { state.early = result }
+                return nil
+            }
+            state.done = true
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(with: result)
+    }
+}
+

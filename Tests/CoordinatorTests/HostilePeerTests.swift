@@ -1,7 +1,10 @@
 @testable import Distill
 import FederationProtocol
+import Dispatch
 import Foundation
 import GRPCCore
+import Logging
+import Synchronization
 import Testing
 @testable import Coordinator
 
@@ -161,5 +164,85 @@ struct HostilePeerTests {
         let reopened = try CoordinatorDatabase(stateDirectory: directory)
         #expect(try reopened.beginFinalization(round: 3) == 2)
         #expect(try reopened.round(id: 3)?.finalizationAttempts == 2)
+    }
+}
+
+/// The round's shell with an injected clock: deadlines and the finalisation crash-loop breaker, without waiting.
+@Suite("Round shell")
+struct RoundShellTests {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-shell-\(UUID().uuidString)").path
+
+    final class ManualClock: Sendable {
+        let seconds = Mutex(1_000_000.0)
+        var clock: RoundClock { RoundClock { [self] in Date(timeIntervalSince1970: seconds.withLock { $0 }) } }
+        func advance(by delta: Double) { seconds.withLock { $0 += delta } }
+    }
+
+    func configuration() throws -> CoordinatorConfiguration {
+        let credentials = directory + "/certs"
+        try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
+        for name in ["coordinator", "a", "b"] { try KeyFiles.generate(in: credentials, name: name) }
+        var configuration = CoordinatorConfiguration()
+        configuration.stateDirectory = directory + "/state"
+        configuration.credentialsDirectory = credentials
+        configuration.expectedNodes = ["a", "b"]
+        configuration.quorum = 2
+        configuration.deadlineSeconds = 60
+        return configuration
+    }
+
+    @Test func theDeadlineFollowsTheInjectedClock() async throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let time = ManualClock()
+        let round = try RoundCoordinator(configuration: try configuration(), logger: Logger(label: "test"), clock: time.clock)
+        try await round.resume()
+        time.advance(by: 59)
+        await round.tick()
+        #expect(await round.isRunning, "a second before the deadline the round is open")
+        time.advance(by: 2)
+        await round.tick()
+        await #expect(throws: RoundFailure.self) { try await round.waitForResult() }
+        let stored = try CoordinatorDatabase(stateDirectory: directory + "/state").round(id: 1)
+        #expect(stored?.state == .failed && stored?.failure?.contains("deadline passed with 0 of 2 submissions") == true)
+    }
+
+    /// A round saved as closed whose finalisation already started `maxFinalizationAttempts` times (each ended by a
+    /// crash) fails with that reason on the next start instead of crashing again.
+    @Test func aFinalisationCrashLoopEndsInARecordedFailure() async throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = try configuration()
+        do {
+            let database = try CoordinatorDatabase(stateDirectory: configuration.stateDirectory)
+            _ = try database.openRound(id: 1, now: 0, deadline: Int64(Date().timeIntervalSince1970) + 3600)
+            for node in ["a", "b"] {
+                _ = try database.store(envelope: [1, 2, 3], record: .init(nodeID: node, roundID: 1, digestHex: node, bytes: 3,
+                                                                        storedAtUnixSeconds: 0, privacyAuditJSON: ""))
+            }
+            try database.setRoundState(id: 1, state: .closed)
+            for _ in 0..<configuration.maxFinalizationAttempts { _ = try database.beginFinalization(round: 1) }
+        }
+        let round = try RoundCoordinator(configuration: configuration, logger: Logger(label: "test"))
+        try await round.resume()
+        var requests = round.finalizationRequests.makeAsyncIterator()
+        let request = try #require(await requests.next(), "a closed round asks to be finalised again")
+        await round.finalize(request)
+        await #expect(throws: RoundFailure.self) { try await round.waitForResult() }
+        let stored = try CoordinatorDatabase(stateDirectory: configuration.stateDirectory).round(id: 1)
+        #expect(stored?.state == .failed && stored?.failure?.contains("given up") == true, "\(String(describing: stored))")
+        #expect(await requests.next() == nil, "the request stream ends with the round")
+    }
+
+    @Test func cancellingTheWaitReturnsAtOnceAndTheWorkIsDropped() async throws {
+        let gate = DispatchSemaphore(value: 0)
+        let task = Task {
+            try await RoundCoordinator.unlessCancelled { () -> Int in
+                gate.wait()  // the work cannot finish before the test lets it
+                return 7
+            }
+        }
+        task.cancel()
+        #expect(try await task.value == nil)
+        gate.signal()
+        #expect(try await RoundCoordinator.unlessCancelled { 3 } == 3)
     }
 }
