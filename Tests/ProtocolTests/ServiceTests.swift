@@ -231,8 +231,7 @@ struct ServiceTests {
     }
 
     /// A chunk above the 1 MiB chunk limit (in a message below the transport's 16 MiB message limit) is refused
-    /// with a status that says so, like every other refusal, and the server keeps serving. (Above 16 MiB the gRPC
-    /// transport itself resets the stream and the client sees `unavailable` without a reason: docs/protocol.md.)
+    /// with a status that says so, like every other refusal, and the server keeps serving.
     @Test func anOversizedChunkGetsAStatusWithAReason() async throws {
         try await withServer { port in
             let transport = try FederationTransport.client(
@@ -254,6 +253,39 @@ struct ServiceTests {
                 }
                 #expect(error?.code == .invalidArgument, "\(String(describing: error))")
                 #expect(error?.message.contains("above the limit of 1048576") == true, "\(String(describing: error))")
+            }
+            try await withClient(port: port, credentials: pki.nodeB) { federation in
+                var metadata = SubmitMetadata()
+                metadata.roundID = 3
+                metadata.nodeID = "node-b"
+                _ = try await federation.submitEnvelope(Array(repeating: 1, count: 1000), metadata: metadata)
+            }
+        }
+    }
+
+    /// A single message above the server's 16 MiB message limit is refused with RESOURCE_EXHAUSTED and the sizes
+    /// (not the transport's bare reset), and the server keeps serving.
+    @Test func aMessageAboveTheLimitGetsAStatusWithAReason() async throws {
+        try await withServer { port in
+            let transport = try FederationTransport.client(
+                host: "127.0.0.1", port: port, credentials: pki.nodeA, caCertificatePath: pki.coordinator.caCertificatePath,
+                maxMessageBytes: 64 << 20)
+            try await withGRPCClient(transport: transport) { client in
+                let federation = Feddistill_V1_Federation.Client(wrapping: client)
+                let error = await #expect(throws: RPCError.self) {
+                    try await federation.submit(requestProducer: { writer in
+                        var first = SubmitChunk()
+                        first.metadata.roundID = 3
+                        first.metadata.nodeID = "node-a"
+                        first.metadata.totalSize = 17 << 20
+                        try await writer.write(first)
+                        var data = SubmitChunk()
+                        data.data = Data(repeating: 7, count: 17 << 20)
+                        try await writer.write(data)
+                    })
+                }
+                #expect(error?.code == .resourceExhausted, "\(String(describing: error))")
+                #expect(error?.message.contains("above the limit of 16777216 bytes") == true, "\(String(describing: error))")
             }
             try await withClient(port: port, credentials: pki.nodeB) { federation in
                 var metadata = SubmitMetadata()

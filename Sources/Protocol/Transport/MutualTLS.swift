@@ -72,6 +72,8 @@ public enum FederationTransport {
             config.http2.maxFrameSize = defaultMaxFrameBytes
             config.http2.maxConcurrentStreams = connectionLimits.maxConcurrentStreams
             config.connection.maxIdleTime = connectionLimits.idleTimeout
+            // A message above the limit gets RESOURCE_EXHAUSTED with the sizes instead of the transport's bare reset.
+            config.channelDebuggingCallbacks.onAcceptHTTP2Stream = MessageSizeGuard.install(limit: maxMessageBytes)
             if let guardian = connectionLimits.connectionGuard {
                 config.channelDebuggingCallbacks.onAcceptTCPConnection = guardian.accept
             }
