@@ -150,7 +150,13 @@ public actor RoundCoordinator {
     func submit(_ submission: ReceivedSubmission) async throws -> Feddistill_V1_Receipt {
         let node = submission.nodeID
         let digest = submission.digest.map { String(format: "%02x", $0) }.joined()
-        if let existing = try database.record(round: configuration.roundID, node: node), existing.digestHex == digest {
+        if let existing = try database.record(round: configuration.roundID, node: node) {
+            guard existing.digestHex == digest else {
+                // One set per node and round, checked before the envelope is opened at all.
+                let error = StoreError.conflictingSubmission(node: node, round: configuration.roundID)
+                reject(node, reason: error.description)
+                throw RPCError(code: .alreadyExists, message: error.description)
+            }
             logger.info("resubmission of a stored envelope", metadata: ["node.id": "\(PeerText.escaped(node))"])
             metrics.duplicateSubmissions.increment()
             return submission.receipt(storedAtUnixSeconds: existing.storedAtUnixSeconds)

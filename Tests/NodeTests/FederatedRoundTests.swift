@@ -211,9 +211,10 @@ struct FederatedRoundTests {
             let again = try await connect("node-a") { try await $0.submitEnvelope(envelope, metadata: metadata) }
             #expect(again.envelopeDigest == first.envelopeDigest && again.storedAtUnixSeconds == first.storedAtUnixSeconds)
             let other = try seal()
-            await #expect(throws: RPCError.self) {
+            let conflict = await #expect(throws: RPCError.self) {
                 _ = try await connect("node-a") { try await $0.submitEnvelope(other, metadata: metadata) }
             }
+            #expect(conflict?.code == .alreadyExists, "one set per node and round, refused before the envelope is opened")
             // The revoked node: valid certificate from the federation CA, registered, but refused.
             do {
                 _ = try await connect("node-b") { try await $0.join(join("node-b")) }
@@ -323,6 +324,13 @@ struct FederatedRoundTests {
                 // The same node behaving: a valid set with its audit signed inside.
                 set.metadata.privacyAudit = #"{"verdict":"pass"}"#
                 _ = try await submit(set.encoded())
+                // Once a set is stored, any other envelope from the node is refused before it is opened.
+                do {
+                    _ = try await submit(overflowing)
+                    Issue.record("a second set from the same node was taken")
+                } catch let error as RPCError {
+                    #expect(error.code == .alreadyExists, "\(error)")
+                }
             }
             var honest = nodeConfiguration("node-b", index: 1, port: port)
             honest.privacyGate = false
