@@ -45,7 +45,6 @@ public actor RoundCoordinator {
     /// One upload per node, a bound on the bytes being received at once.
     nonisolated let admission: SubmissionAdmission
     let sealingKeys: SealingKeys
-    let nodeKeys: [String: SigningPublicKey]
     let logger: Logger
     var machine: RoundStateMachine
     var joined: Set<String> = []
@@ -90,7 +89,6 @@ public actor RoundCoordinator {
         for node in configuration.expectedNodes {
             keys[node] = try KeyFiles.readSigningPublicKey(KeyFiles.paths(in: configuration.credentialsDirectory, name: node).signingPublic)
         }
-        nodeKeys = keys
         verifier = EnvelopeVerifier(federationID: configuration.federationID, recipientKeys: sealingKeys,
                                     nodeSigningKeys: keys, replayStore: InMemoryReplayStore(),
                                     limits: configuration.envelopeLimits)
@@ -377,16 +375,14 @@ public struct RoundFailure: Error, CustomStringConvertible {
 }
 
 extension RoundCoordinator {
-    /// Runs `work` on a thread of its own (16 MiB stack) and returns its result, or nil as soon as the calling task
+    /// Runs `work` on a thread of its own (``Parallel/startThread(_:)``) and returns its result, or nil as soon as the calling task
     /// is cancelled (the thread then finishes on its own and its result is dropped).
     static func unlessCancelled<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T? {
         let waiter = OneShot<T?>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 waiter.arm(continuation)
-                let thread = Thread { waiter.resume(with: Result { try work() }) }
-                thread.stackSize = 16 << 20
-                thread.start()
+                Parallel.startThread { waiter.resume(with: Result { try work() }) }
             }
         } onCancel: {
             waiter.resume(with: .success(nil))

@@ -67,10 +67,15 @@ public enum Parallel {
     /// RPCs and timers while a distillation, merge or audit runs.
     public static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread { continuation.resume(with: Result { try body() }) }
-            thread.stackSize = 16 << 20
-            thread.start()
+            startThread { continuation.resume(with: Result { try body() }) }
         }
+    }
+
+    /// Starts `body` on a new thread with a 16 MiB stack (the numerics recurse through deep layer stacks).
+    public static func startThread(_ body: @escaping @Sendable () -> Void) {
+        let thread = Thread(block: body)
+        thread.stackSize = 16 << 20
+        thread.start()
     }
 }
 

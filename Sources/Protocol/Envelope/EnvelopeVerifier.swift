@@ -57,7 +57,8 @@ public struct EnvelopeVerifier: Sendable {
         _ bytes: [UInt8], currentRound: UInt64, sender: String?, logger: Logger = .current
     ) async throws(EnvelopeError) -> VerifiedEnvelope {
         do {
-            let verified = try await check(bytes, currentRound: currentRound, sender: sender)
+            let verified = try authenticate(bytes, currentRound: currentRound, sender: sender)
+            try await recordNonce(of: verified)
             logger.info("envelope accepted", metadata: [
                 "node.id": "\(verified.header.nodeID)", "round.id": "\(verified.header.roundID)",
                 "payload.bytes": "\(verified.payload.count)",
@@ -69,14 +70,6 @@ public struct EnvelopeVerifier: Sendable {
             ])
             throw error
         }
-    }
-
-    private func check(
-        _ bytes: [UInt8], currentRound: UInt64, sender: String?
-    ) async throws(EnvelopeError) -> VerifiedEnvelope {
-        let verified = try authenticate(bytes, currentRound: currentRound, sender: sender)
-        try await recordNonce(of: verified)
-        return verified
     }
 
     /// Every check but the replay store, in the same order as ``verify(_:currentRound:sender:logger:)``: for an
