@@ -35,7 +35,7 @@ release: deps
 # and the numeric ones run one after the other, not side by side: twice, libdispatch's manager thread crashed
 # (_dispatch_event_loop_drain) while child-process sources and heavy concurrentPerform work ran in one test process.
 SLOW_PROCESS_TESTS := FaultToleranceTests
-SLOW_NUMERIC_TESTS := dmBeatsRandomOnDigits|lossAttackDetectsAModelTrainedOnMembers|defaultSharedSetPasses
+SLOW_NUMERIC_TESTS := dmBeatsRandomOnDigits|defaultRecipeBeatsRandomOnDigits|lossAttackDetectsAModelTrainedOnMembers|defaultSharedSetPasses
 SLOW_TESTS := $(SLOW_PROCESS_TESTS)|$(SLOW_NUMERIC_TESTS)
 
 test: deps

@@ -151,15 +151,18 @@ public struct NodeRunner: Sendable {
         }
     }
 
-    /// The recipe this node distills with: the round's (DM with the node's width when the coordinator sends none),
-    /// with the node's overrides: images per class and iterations when set, always its own seed, and its DP budget
-    /// when it has one (a node may add differential privacy, never drop the round's).
+    /// The recipe this node distills with: the round's (the reference DM recipe, with its statistics bank, at the node's
+    /// width when the coordinator sends none), with the node's overrides: images per class and iterations when set,
+    /// always its own seed, and its DP budget when it has one (a node may add differential privacy, never drop the
+    /// round's; DP-DM is plain DM, so a DP node drops the round's statistics bank).
     public func recipe(for round: Feddistill_V1_RoundConfiguration) throws -> DistillationRecipe {
         let config = configuration
         var recipe: DistillationRecipe
         if round.recipeJson.isEmpty {
-            recipe = DistillationRecipe(method: .dm, imagesPerClass: Int(round.imagesPerClass), iterations: Int(round.iterations),
-                                        network: .init(width: config.width))
+            recipe = DistillationRecipe.reference(.dm)
+            recipe.imagesPerClass = Int(round.imagesPerClass)
+            recipe.iterations = Int(round.iterations)
+            recipe.network.width = config.width
         } else {
             do { recipe = try DistillationRecipe.decode(json: round.recipeJson) } catch {
                 throw NodeError.invalid("the round's recipe is unusable: \(error)")
@@ -168,7 +171,10 @@ public struct NodeRunner: Sendable {
         if let imagesPerClass = config.imagesPerClass { recipe.imagesPerClass = imagesPerClass }
         if let iterations = config.iterations { recipe.iterations = iterations }
         recipe.seed = config.seed
-        if let dpEpsilon = config.dpEpsilon { recipe.privacy = PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta) }
+        if let dpEpsilon = config.dpEpsilon {
+            recipe.privacy = PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta)
+            if case .distributionMatching = recipe.settings { recipe.settings = .standard }
+        }
         do { try recipe.validate() } catch { throw NodeError.invalid("with this node's settings the round's recipe is invalid: \(error)") }
         return recipe
     }
@@ -179,6 +185,8 @@ public struct NodeRunner: Sendable {
             try Distiller.run(recipe: recipe, data: data, descriptor: descriptor) { iteration, total, _ in
                 progress?("distill", iteration, total)
                 return true
+            } preparation: { done, total in
+                progress?("bank", done, total)
             }
         }
     }

@@ -15,6 +15,8 @@ struct DistillationRecipeTests {
         DistillationRecipe(privacy: PrivacyBudget(epsilon: 2, delta: 1e-6, clipNorm: 0.5)),
         full,
         DistillationRecipe(method: .herding, initialization: .real, augmentation: .none, settings: .herding(.init(pretrainingEpochs: 2))),
+        DistillationRecipe(settings: .distributionMatching(.init(bankSize: 50, trainedNetworks: 4, trainingSteps: 300, classLossWeight: 0.5))),
+        DistillationRecipe(settings: .distributionMatching(.init())),
     ])
     func roundTripsThroughJSON(recipe: DistillationRecipe) throws {
         #expect(try DistillationRecipe.decode(json: recipe.json()) == recipe)
@@ -54,6 +56,25 @@ struct DistillationRecipeTests {
         }),
         ("settings.gradient_matching.outer_loop", { @Sendable (r: inout DistillationRecipe) in
             (r.method, r.augmentation, r.settings) = (.dc, .none, .gradientMatching(.init(outerLoop: 0)))
+        }),
+        ("settings", { @Sendable (r: inout DistillationRecipe) in
+            (r.method, r.augmentation, r.settings) = (.dsa, .dsa, .distributionMatching(.init(bankSize: 10)))
+        }),
+        ("settings.distribution_matching.bank_size", { @Sendable (r: inout DistillationRecipe) in
+            r.settings = .distributionMatching(.init(bankSize: -1))
+        }),
+        ("settings.distribution_matching.trained_networks", { @Sendable (r: inout DistillationRecipe) in
+            r.settings = .distributionMatching(.init(bankSize: 4, trainedNetworks: 5, trainingSteps: 10))
+        }),
+        ("settings.distribution_matching.training_steps", { @Sendable (r: inout DistillationRecipe) in
+            r.settings = .distributionMatching(.init(bankSize: 4, trainedNetworks: 2, trainingSteps: 0))
+        }),
+        ("settings.distribution_matching.class_loss_weight", { @Sendable (r: inout DistillationRecipe) in
+            r.settings = .distributionMatching(.init(bankSize: 4, classLossWeight: -1))
+        }),
+        ("settings.distribution_matching.bank_size", { @Sendable (r: inout DistillationRecipe) in
+            r.settings = .distributionMatching(.init(bankSize: 4))
+            r.privacy = PrivacyBudget(epsilon: 8)
         }),
         ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: -1) }),
         ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: 0.001) }),
@@ -143,6 +164,25 @@ struct DistillerTests {
             sourceClassCounts: train.classCounts())
         expected.recipe = recipe
         #expect(set.metadata == expected)
+    }
+
+    /// The recipe's bank settings reach DM: bit-identical to DM given the same bank options directly.
+    @Test func bankSettingsAreTheDirectBankPath() throws {
+        let (train, descriptor) = (Self.digits.train, Self.digits.descriptor)
+        let settings = DistillationRecipe.DistributionMatchingSettings(bankSize: 4, trainedNetworks: 1, trainingSteps: 5, classLossWeight: 0.5)
+        let recipe = DistillationRecipe(method: .dm, imagesPerClass: 2, iterations: 5, network: .init(width: 8), batchReal: 64, seed: 3,
+                                        settings: .distributionMatching(settings))
+        let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: 8)
+        var rng = RandomSource(seed: 3)
+        let initial = DistributionMatching.initialImages(train, imagesPerClass: 2, initialization: .noise, using: &rng)
+        let dm = DistributionMatching(options: .init(imagesPerClass: 2, iterations: 5, batchReal: 64,
+                                                     learningRate: DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape),
+                                                     initialization: .noise, seed: 3, bank: settings.bank(batchReal: 64)),
+                                      network: network, augmentation: DSA(dataset: "digits"))
+        let direct = dm.distill(train, from: initial)
+        let set = try Distiller.run(recipe: recipe, data: train, descriptor: descriptor)
+        #expect(set.data.images.storage.map(\.bitPattern) == direct.images.images.storage.map(\.bitPattern))
+        #expect(set.metadata.recipe == recipe)
     }
 
     /// A given start and per-record weights (the coordinator's merge) go to DM unchanged: bit-identical to the direct

@@ -7,7 +7,11 @@ import Testing
 /// `FEDDISTILL_MEASURE=1 swift test --filter PrivacyMeasurements` (about 3 minutes). Results are in docs/privacy.md.
 @Suite("Privacy measurements", .serialized, .enabled(if: ProcessInfo.processInfo.environment["FEDDISTILL_MEASURE"] == "1"))
 struct PrivacyMeasurements {
-    @Test func defaultSetOverSeeds() throws {
+    /// `plain`: DM from noise, 150 iterations (the default before 2026-12-02). `bank`: the nodes' default recipe
+    /// (``DistillationRecipe/reference(_:)``, DM from noise with the recommended statistics bank) at the probe's width
+    /// and 1000 iterations.
+    @Test(arguments: ["plain", "bank"])
+    func defaultSetOverSeeds(recipe kind: String) throws {
         let probes = PrivacyProbeTests()
         let draw = try probes.populationDraw()
         let (members, nonMembers) = (draw.splits.train.subset(draw.members), draw.splits.test.subset(draw.nonMembers))
@@ -19,18 +23,25 @@ struct PrivacyMeasurements {
             var failures = 0
             var auc: [String: [Double]] = [:]
             for seed in UInt64(1)...10 {
-                var rng = RandomSource(seed: 73 + seed)
-                let initial = DistributionMatching.initialImages(source, imagesPerClass: 10, initialization: .noise, using: &rng)
-                let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: 150, batchReal: 64, learningRate: 100,
-                                                             seed: seed),
-                                              network: probes.network, augmentation: DSA(dataset: "digits"))
-                let report = probes.audit([.dcr, .dcrEmbedding, .loss]).run(set: dm.distill(source, from: initial).images,
-                                                                             members: members, nonMembers: nonMembers)
+                let set: LabeledImages
+                if kind == "bank" {
+                    var recipe = DistillationRecipe.reference(.dm)
+                    (recipe.network.width, recipe.iterations, recipe.seed) = (probes.network.width, 1000, seed)
+                    set = try Distiller.run(recipe: recipe, data: source, descriptor: draw.splits.descriptor).data
+                } else {
+                    var rng = RandomSource(seed: 73 + seed)
+                    let initial = DistributionMatching.initialImages(source, imagesPerClass: 10, initialization: .noise, using: &rng)
+                    let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: 150, batchReal: 64, learningRate: 100,
+                                                                 seed: seed),
+                                                  network: probes.network, augmentation: DSA(dataset: "digits"))
+                    set = dm.distill(source, from: initial).images
+                }
+                let report = probes.audit([.dcr, .dcrEmbedding, .loss]).run(set: set, members: members, nonMembers: nonMembers)
                 if !report.passed { failures += 1 }
                 for (attack, metrics) in report.attacks { auc[attack, default: []].append(metrics.auc) }
             }
             let means = auc.sorted { $0.key < $1.key }.map { String(format: "%@ mean AUC %.3f", $0.key, $0.value.reduce(0, +) / 10) }
-            print("MEASURE \(name): audit failed in \(failures) of 10 seeds; " + means.joined(separator: ", "))
+            print("MEASURE \(kind) \(name): audit failed in \(failures) of 10 seeds; " + means.joined(separator: ", "))
         }
     }
 }

@@ -24,7 +24,7 @@ struct RecipeCommandTests {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let set = try distill(["--method", "dm", "--width", "64", "--lr-img", "5", "--iterations", "20", "--ipc", "1", "--seed", "7",
-                               "--json", directory + "/report.json"], out: directory + "/s.safetensors")
+                               "--bank", "0", "--json", directory + "/report.json"], out: directory + "/s.safetensors")
         let recipe = try #require(set.metadata.recipe)
         #expect(recipe == DistillationRecipe(method: .dm, initialization: .noise, imagesPerClass: 1, iterations: 20,
                                              network: .init(width: 64), imageLearningRate: 5, batchReal: 256,
@@ -37,6 +37,31 @@ struct RecipeCommandTests {
         // The existing keys keep their values.
         #expect(set.metadata.method == "dm" && set.metadata.imagesPerClass == 1 && set.metadata.iterations == 20
                 && set.metadata.initialization == "noise" && set.metadata.seed == 7)
+    }
+
+    /// `distill` with no flags but the output is the nodes' default: DM from noise with the recommended statistics bank
+    /// and 3000 iterations. `--bank 0` is plain DM with its 1000 iterations; DP-DM runs without a bank unless one is
+    /// asked for, which is refused.
+    @Test func distillDefaultsToTheRecommendedBank() throws {
+        func recipe(_ arguments: [String]) throws -> DistillationRecipe {
+            try #require(try FedDistillCommand.parseAsRoot(["distill", "--out", "x.safetensors"] + arguments) as? DistillCommand).recipe
+        }
+        var expected = DistillationRecipe.reference(.dm)
+        #expect(try recipe([]) == expected)
+        #expect(try recipe([]).settings == .distributionMatching(.recommended) && expected.iterations == 3000)
+        expected.settings = .distributionMatching(.init(bankSize: 20, trainedNetworks: 2, trainingSteps: 50, classLossWeight: 0.5))
+        #expect(try recipe(["--bank", "20", "--trained-networks", "2", "--training-steps", "50", "--class-loss", "0.5"]) == expected)
+        let plain = try recipe(["--bank", "0"])
+        #expect(plain.settings == .standard && plain.iterations == 1000 && plain == DistillationRecipe())
+        let dp = try recipe(["--dp-epsilon", "4"])
+        #expect(dp.settings == .standard && dp.privacy?.epsilon == 4 && dp.iterations == 1000)
+        #expect(try recipe(["--method", "dsa"]).settings == .standard)
+        for arguments in [["--dp-epsilon", "4", "--bank", "10"], ["--bank", "-1"], ["--bank", "4", "--trained-networks", "5"],
+                          ["--class-loss", "-1"]] {
+            #expect(throws: (any Error).self, "\(arguments)") {
+                _ = try FedDistillCommand.parseAsRoot(["distill", "--out", "x.safetensors"] + arguments)
+            }
+        }
     }
 
     @Test func baselinesRecordRealInitialisationAndNoAugmentation() throws {
@@ -62,7 +87,7 @@ struct RecipeCommandTests {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/s.safetensors"
-        let set = try distill(["--method", "dm", "--width", "64", "--lr-img", "5", "--iterations", "2", "--ipc", "1"], out: path)
+        let set = try distill(["--method", "dm", "--width", "64", "--lr-img", "5", "--iterations", "2", "--ipc", "1", "--bank", "0"], out: path)
         let audit = ["audit", "--set", path, "--members", "digits:train:0-60", "--nonmembers", "digits:test:0-60",
                      "--attacks", "lira", "--shadows", "2", "--shadow-iterations", "1", "--epochs", "1", "--resamples", "10"]
         let command = try #require(try FedDistillCommand.parseAsRoot(audit) as? AuditCommand)

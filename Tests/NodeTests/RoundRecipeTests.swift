@@ -94,6 +94,14 @@ struct RoundRecipeTests {
         node.imagesPerClass = nil
         let fallback = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: legacy)
         #expect(fallback.method == .dm && fallback.imagesPerClass == 3 && fallback.iterations == 4 && fallback.network.width == 64)
+        // With the node's DP budget the reference recipe's statistics bank is dropped: DP-DM is plain DM.
+        #expect(fallback.settings == .standard && fallback.privacy != nil)
+        node.dpEpsilon = nil
+        let bankRecipe = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: legacy)
+        #expect(bankRecipe.settings == .distributionMatching(.recommended) && bankRecipe.initialization == .noise)
+        round.recipeJson = DistillationRecipe.reference(.dm).json()
+        node.dpEpsilon = 2
+        #expect(try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round).settings == .standard)
         // A recipe the node's DP budget cannot apply to is a clear error, not a trap.
         round.recipeJson = DistillationRecipe.reference(.dc).json()
         #expect(throws: NodeError.self) { try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round) }

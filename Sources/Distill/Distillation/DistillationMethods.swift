@@ -11,10 +11,12 @@ public struct DistributionMatchingMethod: DistillationMethod {
     func matcher(_ job: DistillationJob) -> DistributionMatching {
         let recipe = job.recipe
         let learningRate = recipe.imageLearningRate ?? DistributionMatching.defaultImageLearningRate(imageShape: job.descriptor.imageShape)
+        var bank: StatisticsBank.Options?
+        if case let .distributionMatching(settings) = recipe.settings { bank = settings.bank(batchReal: recipe.batchReal) }
         return DistributionMatching(
             options: .init(imagesPerClass: recipe.imagesPerClass, iterations: recipe.iterations, batchReal: recipe.batchReal,
                            learningRate: learningRate, momentum: recipe.imageOptimizer.momentum,
-                           initialization: recipe.initialization, seed: recipe.seed, privacy: recipe.privacy),
+                           initialization: recipe.initialization, seed: recipe.seed, privacy: recipe.privacy, bank: bank),
             network: job.network, augmentation: job.augmentation)
     }
 
@@ -28,9 +30,9 @@ public struct DistributionMatchingMethod: DistillationMethod {
         let initial = job.start ?? DistributionMatching.initialImages(job.data, imagesPerClass: recipe.imagesPerClass,
                                                                       initialization: recipe.initialization, using: &rng)
         let dm = matcher(job)
-        let result = dm.distill(job.data, from: initial, sampleWeights: job.sampleWeights, snapshots: job.snapshots) { iteration, loss in
-            progress?(iteration, recipe.iterations, loss) ?? true
-        }
+        let result = dm.distill(job.data, from: initial, sampleWeights: job.sampleWeights, snapshots: job.snapshots,
+                                progress: { iteration, loss in progress?(iteration, recipe.iterations, loss) ?? true },
+                                preparation: job.preparation)
         return DistillationOutcome(images: result.images, iterations: result.iterations, loss: result.loss,
                                    privacy: dm.calibration(for: job.data))
     }

@@ -130,25 +130,74 @@ public struct DistillationRecipe: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey { case pretrainingEpochs = "pretraining_epochs" }
     }
 
-    /// Settings only one family of methods has. JSON: `{}`, `{"gradient_matching": {…}}` or `{"herding": {…}}`.
+    /// Amortised DM (``StatisticsBank``): a bank of `bank_size` precomputed real statistics, `trained_networks` of whose
+    /// networks are trained on the real data for `training_steps` SGD steps, and IDM's class loss under trained entries.
+    /// `bank_size` 0 is plain DM (a fresh random network and real batch every iteration).
+    public struct DistributionMatchingSettings: Codable, Sendable, Equatable {
+        public var bankSize: Int
+        public var trainedNetworks: Int
+        public var trainingSteps: Int
+        public var classLossWeight: Float
+
+        public init(bankSize: Int = 0, trainedNetworks: Int = 0, trainingSteps: Int = 0, classLossWeight: Float = 0) {
+            self.bankSize = bankSize
+            self.trainedNetworks = trainedNetworks
+            self.trainingSteps = trainingSteps
+            self.classLossWeight = classLossWeight
+        }
+
+        /// The nodes' default (measured in docs/benchmarks.md, "Convergence"): 100 entries, half of them snapshots of 4
+        /// networks trained for 200 steps, class loss weight 1.
+        public enum Recommended {
+            public static let bankSize = 100
+            public static let trainedNetworks = 4
+            public static let trainingSteps = 200
+            public static let classLossWeight: Float = 1
+            /// Iterations with a bank: each runs only the synthetic side, so three times plain DM's default.
+            public static let iterations = 3000
+        }
+
+        /// ``Recommended``'s settings.
+        public static let recommended = DistributionMatchingSettings(
+            bankSize: Recommended.bankSize, trainedNetworks: Recommended.trainedNetworks, trainingSteps: Recommended.trainingSteps,
+            classLossWeight: Recommended.classLossWeight)
+
+        /// The bank's options for real batches of `batchReal` per class (nil when the bank is off).
+        public func bank(batchReal: Int) -> StatisticsBank.Options? {
+            bankSize == 0 ? nil : StatisticsBank.Options(size: bankSize, trainedNetworks: trainedNetworks, trainingSteps: trainingSteps,
+                                                         batchReal: batchReal, classLossWeight: classLossWeight)
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case bankSize = "bank_size", trainedNetworks = "trained_networks", trainingSteps = "training_steps"
+            case classLossWeight = "class_loss_weight"
+        }
+    }
+
+    /// Settings only one family of methods has. JSON: `{}`, `{"distribution_matching": {…}}`,
+    /// `{"gradient_matching": {…}}` or `{"herding": {…}}`.
     public enum MethodSettings: Codable, Sendable, Equatable {
         /// The method's defaults.
         case standard
+        /// For `dm`.
+        case distributionMatching(DistributionMatchingSettings)
         /// For `dc` and `dsa`.
         case gradientMatching(GradientMatchingSettings)
         /// For `herding`.
         case herding(HerdingSettings)
 
-        enum CodingKeys: String, CodingKey { case gradientMatching = "gradient_matching", herding }
+        enum CodingKeys: String, CodingKey { case distributionMatching = "distribution_matching", gradientMatching = "gradient_matching", herding }
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             switch container.allKeys.count {
             case 0: self = .standard
+            case 1 where container.contains(.distributionMatching):
+                self = .distributionMatching(try container.decode(DistributionMatchingSettings.self, forKey: .distributionMatching))
             case 1 where container.contains(.gradientMatching):
                 self = .gradientMatching(try container.decode(GradientMatchingSettings.self, forKey: .gradientMatching))
             case 1: self = .herding(try container.decode(HerdingSettings.self, forKey: .herding))
-            default: throw RecipeError.invalid(field: "settings", reason: "give at most one of gradient_matching, herding")
+            default: throw RecipeError.invalid(field: "settings", reason: "give at most one of distribution_matching, gradient_matching, herding")
             }
         }
 
@@ -156,6 +205,7 @@ public struct DistillationRecipe: Codable, Sendable, Equatable {
             var container = encoder.container(keyedBy: CodingKeys.self)
             switch self {
             case .standard: break
+            case let .distributionMatching(settings): try container.encode(settings, forKey: .distributionMatching)
             case let .gradientMatching(settings): try container.encode(settings, forKey: .gradientMatching)
             case let .herding(settings): try container.encode(settings, forKey: .herding)
             }
@@ -272,6 +322,8 @@ extension DistillationRecipe {
         public static let loops = 1...1000
         public static let innerLoops = 0...1000
         public static let pretrainingEpochs = 1...10_000
+        public static let bankSize = 0...100_000
+        public static let trainingSteps = 0...1_000_000
         /// What a recipe's JSON may be: 64 KiB, depth 8, 1,000 values.
         public static let json = StrictJSON.Limits(maxBytes: 64 << 10, maxDepth: 8, maxValues: 1000)
     }
@@ -314,6 +366,17 @@ extension DistillationRecipe {
         switch settings {
         case .standard:
             break
+        case let .distributionMatching(dm):
+            try check(method == .dm, "settings", "distribution_matching settings apply to dm only")
+            try within(dm.bankSize, Limits.bankSize, "settings.distribution_matching.bank_size")
+            try within(dm.trainedNetworks, 0...max(dm.bankSize, 0), "settings.distribution_matching.trained_networks")
+            try within(dm.trainingSteps, Limits.trainingSteps, "settings.distribution_matching.training_steps")
+            try check(dm.trainedNetworks == 0 || dm.trainingSteps > 0, "settings.distribution_matching.training_steps",
+                      "trained networks need at least one training step")
+            try check(dm.classLossWeight.isFinite && dm.classLossWeight >= 0 && dm.classLossWeight <= 1000,
+                      "settings.distribution_matching.class_loss_weight", "must lie in [0, 1000], got \(dm.classLossWeight)")
+            try check(privacy == nil || dm.bankSize == 0, "settings.distribution_matching.bank_size",
+                      "differential privacy runs plain DM: a bank's means and trained networks are not privatised (use bank_size 0)")
         case let .gradientMatching(gm):
             try check(method == .dc || method == .dsa, "settings", "gradient_matching settings apply to dc and dsa only")
             if let outer = gm.outerLoop { try within(outer, Limits.loops, "settings.gradient_matching.outer_loop") }
@@ -337,10 +400,14 @@ extension DistillationRecipe {
     }
 
     /// The reference recipe of `method` (the defaults of ``init(method:initialization:imagesPerClass:iterations:network:imageLearningRate:imageOptimizer:batchReal:augmentation:privacy:seed:settings:)``),
-    /// made consistent: `dc` without augmentation, `random` and `herding` from real images without augmentation.
+    /// made consistent: `dc` without augmentation, `random` and `herding` from real images without augmentation; `dm`
+    /// is the nodes' default, DM from noise with the recommended statistics bank
+    /// (``DistributionMatchingSettings/recommended``, 3000 iterations).
     public static func reference(_ method: Method) -> DistillationRecipe {
         switch method {
-        case .dm, .dsa: DistillationRecipe(method: method)
+        case .dm: DistillationRecipe(method: .dm, iterations: DistributionMatchingSettings.Recommended.iterations,
+                                     settings: .distributionMatching(.recommended))
+        case .dsa: DistillationRecipe(method: method)
         case .dc: DistillationRecipe(method: .dc, augmentation: .none)
         case .random, .herding: DistillationRecipe(method: method, initialization: .real, augmentation: .none)
         }

@@ -35,6 +35,8 @@ public struct DistillationJob {
     public var start: LabeledImages?
     /// A weight per record of `data` (the merge weighs each node's images by its reported counts); nil: equal.
     public var sampleWeights: [Float]?
+    /// Progress of work done before the first iteration (DM's statistics bank): steps done and total.
+    public var preparation: Distiller.Preparation?
 
     /// The recipe's ConvNet for this dataset.
     public var network: ConvNet.Configuration {
@@ -96,6 +98,8 @@ public enum DistillerError: Error, Equatable, CustomStringConvertible {
 public enum Distiller {
     /// Progress: iteration (1-based), total iterations and that iteration's loss. Return `false` to stop early.
     public typealias Progress = (_ iteration: Int, _ total: Int, _ loss: Double) -> Bool
+    /// Preparation before the first iteration (building DM's statistics bank): steps done and total steps.
+    public typealias Preparation = (_ done: Int, _ total: Int) -> Void
 
     /// Every method, one line each.
     public static let registered: [any DistillationMethod] = [
@@ -136,7 +140,7 @@ public enum Distiller {
             }
         }
         return (method, DistillationJob(recipe: recipe, data: data, descriptor: descriptor, snapshots: snapshots, start: nil,
-                                        sampleWeights: nil))
+                                        sampleWeights: nil, preparation: nil))
     }
 
     /// The differential-privacy noise `recipe` would run with on `data` (nil: no DP), e.g. to report it before a run.
@@ -156,12 +160,13 @@ public enum Distiller {
     ///     ``DistillationMethod/supportsWeightedStarts`` only).
     ///   - sampleWeights: one weight per record of `data` (same methods only).
     ///   - progress: called after every iteration; returning `false` stops early.
+    ///   - preparation: progress of the work before the first iteration (DM's statistics bank), if any.
     /// - Returns: the set, whose metadata holds the recipe, the class counts of `data` and any DP guarantee.
     /// - Throws: ``DistillerError`` when the recipe is invalid or does not fit the data.
     public static func run(recipe: DistillationRecipe, data: LabeledImages, descriptor: DatasetDescriptor,
                            snapshots: (every: Int, body: (SyntheticSet) -> Void)? = nil,
                            start: LabeledImages? = nil, sampleWeights: [Float]? = nil,
-                           progress: Progress? = nil) throws(DistillerError) -> SyntheticSet {
+                           progress: Progress? = nil, preparation: Preparation? = nil) throws(DistillerError) -> SyntheticSet {
         var privacy: PrivacyCalibration?
         let imageSnapshots = snapshots.map { snapshots in
             DistributionMatching.Snapshots(every: snapshots.every) { iteration, images in
@@ -187,6 +192,7 @@ public enum Distiller {
             job.start = start
             job.sampleWeights = sampleWeights
         }
+        job.preparation = preparation
         privacy = method.calibration(for: job)
         let outcome = method.distill(job, progress: progress)
         return set(outcome.images, recipe: recipe, data: data, descriptor: descriptor, iterations: outcome.iterations,

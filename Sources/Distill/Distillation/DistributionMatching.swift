@@ -30,10 +30,14 @@ public struct DistributionMatching: Sendable {
         /// With a budget: DP-DM (see ``PrivacyBudget``); the real batch of a class is then Poisson-sampled at rate
         /// `batchReal / class size`.
         public var privacy: PrivacyBudget?
+        /// Amortised DM: match against a bank of precomputed real statistics (``StatisticsBank``) instead of a fresh
+        /// network and real batch every iteration. Not with a privacy budget.
+        public var bank: StatisticsBank.Options?
 
         public init(imagesPerClass: Int = 10, iterations: Int = 1000, batchReal: Int = 256, learningRate: Float = 1.0,
                     momentum: Float = 0.5, initialization: SyntheticInitialization = .noise, seed: UInt64 = 0,
-                    privacy: PrivacyBudget? = nil) {
+                    privacy: PrivacyBudget? = nil, bank: StatisticsBank.Options? = nil) {
+            self.bank = bank
             self.imagesPerClass = imagesPerClass
             self.iterations = iterations
             self.batchReal = batchReal
@@ -131,7 +135,8 @@ public struct DistributionMatching: Sendable {
     /// budget the initial images must not come from `real` (use `.noise`), and `sampleWeights` must be nil.
     /// - Returns: the learned images, the last iteration's loss and the iterations run.
     public func distill(_ real: LabeledImages, from initial: LabeledImages, sampleWeights: [Float]? = nil,
-                        snapshots: Snapshots? = nil, progress: Progress? = nil) -> (images: LabeledImages, loss: Double, iterations: Int) {
+                        snapshots: Snapshots? = nil, progress: Progress? = nil,
+                        preparation: ((_ done: Int, _ total: Int) -> Void)? = nil) -> (images: LabeledImages, loss: Double, iterations: Int) {
         var rng = RandomSource(seed: options.seed).derived(1)
         let realByClass = real.indicesByClass()
         let synByClass = initial.indicesByClass()
@@ -144,7 +149,29 @@ public struct DistributionMatching: Sendable {
         var optimizer = SGD(learningRate: options.learningRate, momentum: options.momentum)
         var lastLoss = 0.0
         var completed = 0
+        precondition(options.privacy == nil || options.bank == nil, "DP-DM does not use a statistics bank")
+        let bank = options.bank.map { bankOptions in
+            StatisticsBank.build(real, options: bankOptions, network: network, augmentation: augmentation,
+                                 sampleWeights: sampleWeights, seed: options.seed, progress: preparation)
+        }
         for iteration in 1...max(options.iterations, 1) where options.iterations > 0 {
+            if let bank {
+                // Entries in a fixed shuffled order per pass, so every entry is used equally often.
+                let size = bank.entries.count
+                let pass = (iteration - 1) / size
+                var orderRNG = rng.derived(0x0BDE &+ UInt64(pass))
+                let index = orderRNG.permutation(size)[(iteration - 1) % size]
+                let (loss, gradient) = bank.lossAndGradient(entry: index, syn: syn[0], synByClass: synByClass, classes: classes,
+                                                            augmentation: augmentation)
+                optimizer.step(&syn, gradients: [gradient])
+                lastLoss = loss
+                completed = iteration
+                if let snapshots, snapshots.every > 0, iteration % snapshots.every == 0 {
+                    snapshots.body(iteration, LabeledImages(images: syn[0], labels: initial.labels, classCount: initial.classCount))
+                }
+                if let progress, !progress(iteration, loss) { break }
+                continue
+            }
             var netRNG = rng.derived(UInt64(iteration))
             let net = ConvNet(network, using: &netRNG)
             let (loss, gradient) = Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: syn[0],

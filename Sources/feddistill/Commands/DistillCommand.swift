@@ -17,13 +17,22 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Dataset name.") var dataset = "digits"
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", ")).") var method = Method.dm
     @Option(help: "Images per class.") var ipc = 10
-    @Option(help: "Distillation iterations (dm, dc, dsa).") var iterations = 1000
+    @Option(name: .customLong("iterations"), help: "Distillation iterations (dm with a bank: 3000; plain dm, dc, dsa: 1000).")
+    var iterationsOption: Int?
     @Option(name: .customLong("batch-real"), help: "Real images per class per iteration (dm, dc, dsa).") var batchReal = 256
     @Option(name: .customLong("init"), help: "Initialisation: noise, real, mean (dm, dc, dsa).") var initialization: String = "noise"
     @Option(name: .customLong("lr-img"), help: "Learning rate of the images (dm: 1.0, or 100 for 8×8 digits; dc/dsa: 0.1).")
     var imageLearningRate: Float?
     @Flag(name: .customLong("no-dsa"), help: "Disable differentiable siamese augmentation.") var noDSA = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "dm: entries of the bank of precomputed real statistics (default \(Recommended.bankSize), or 0 with --dp-epsilon; 0: plain DM, a fresh network and real batch every iteration).")
+    var bank: Int?
+    @Option(name: .customLong("trained-networks"), help: "dm with a bank: networks trained on the real data whose snapshots make up half the bank (default \(Recommended.trainedNetworks)).")
+    var trainedNetworks: Int?
+    @Option(name: .customLong("training-steps"), help: "dm with a bank: SGD steps (batch 256) per trained network (default \(Recommended.trainingSteps)).")
+    var trainingSteps: Int?
+    @Option(name: .customLong("class-loss"), help: "dm with a bank: weight of the class loss under trained networks (default \(Recommended.classLossWeight)).")
+    var classLoss: Float?
     @Option(name: .customLong("dp-epsilon"),
             help: "Differentially private DM with this ε (dm, --init noise): Poisson-sampled real batches, clipped embedding deviations, Gaussian noise on the class sums.")
     var dpEpsilon: Double?
@@ -44,7 +53,7 @@ struct DistillCommand: ParsableCommand {
 
     func validate() throws {
         guard ipc > 0 else { throw ValidationError("--ipc must be at least 1") }
-        guard iterations >= 0, batchReal > 0 else { throw ValidationError("--iterations must be ≥ 0 and --batch-real ≥ 1") }
+        guard iterationsOption ?? 0 >= 0, batchReal > 0 else { throw ValidationError("--iterations must be ≥ 0 and --batch-real ≥ 1") }
         if let snapshotEvery {
             guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
             guard method == .dm else { throw ValidationError("--snapshot-every applies to --method dm only") }
@@ -62,6 +71,21 @@ struct DistillCommand: ParsableCommand {
     }
 
     var privacyBudget: PrivacyBudget? { dpEpsilon.map { PrivacyBudget(epsilon: $0, delta: dpDelta, clipNorm: dpClip) } }
+
+    typealias Recommended = DistillationRecipe.DistributionMatchingSettings.Recommended
+
+    /// The bank these flags ask for: dm's default is the recommended bank, except under differential privacy (DP-DM
+    /// is plain DM); other methods have none.
+    var distributionMatchingSettings: DistillationRecipe.DistributionMatchingSettings? {
+        guard method == .dm else { return nil }
+        let size = bank ?? (dpEpsilon == nil ? Recommended.bankSize : 0)
+        guard size > 0 else { return nil }
+        return .init(bankSize: size, trainedNetworks: trainedNetworks ?? min(Recommended.trainedNetworks, size),
+                     trainingSteps: trainingSteps ?? Recommended.trainingSteps, classLossWeight: classLoss ?? Recommended.classLossWeight)
+    }
+
+    /// `--iterations`, else 3000 for DM with a bank (its iterations run the synthetic side only) and 1000 otherwise.
+    var iterations: Int { iterationsOption ?? (distributionMatchingSettings == nil ? 1000 : 3000) }
 
     /// The recipe these flags ask for. `random` and `herding` select real images (initialisation `real`, no
     /// augmentation); `dc` matches without augmentation and `dsa` with it, whatever `--no-dsa` says.
@@ -83,7 +107,8 @@ struct DistillCommand: ParsableCommand {
             method: recipeMethod,
             initialization: selectsRealImages ? .real : SyntheticInitialization(rawValue: initialization) ?? .noise,
             imagesPerClass: ipc, iterations: iterations, network: model.recipeNetwork, imageLearningRate: imageLearningRate,
-            batchReal: batchReal, augmentation: augmentation, privacy: privacyBudget, seed: seed)
+            batchReal: batchReal, augmentation: augmentation, privacy: privacyBudget, seed: seed,
+            settings: distributionMatchingSettings.map { .distributionMatching($0) } ?? .standard)
     }
 
     func run() throws {
@@ -103,6 +128,7 @@ struct DistillCommand: ParsableCommand {
                          privacy.epsilon, privacy.delta, privacy.noiseMultiplier, privacy.sampleRate, privacy.clipNorm))
         }
         let progress = ProgressDisplay(label: "distill \(method.rawValue) iteration")
+        let preparation = ProgressDisplay(label: "distill \(method.rawValue) statistics bank entry")
         var loss = 0.0
         var snapshotFailure: (any Error)?
         let snapshots = snapshotEvery.map { every in
@@ -113,13 +139,18 @@ struct DistillCommand: ParsableCommand {
         }
         let set: SyntheticSet
         do {
+            // Iteration rates count from the end of the preparation (DM's statistics bank), not from the start.
+            var iterationsStart = start
             set = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor, snapshots: snapshots) { iteration, total, iterationLoss in
                 loss = iterationLoss
-                let elapsed = Date().timeIntervalSince(start)
+                let elapsed = Date().timeIntervalSince(iterationsStart)
                 var fields = [("loss", String(format: "%.4f", iterationLoss))]
                 if method == .dm { fields.append(("it/s", String(format: "%.2f", Double(iteration) / max(elapsed, 1e-9)))) }
                 progress.update(done: iteration, total: total, elapsed: elapsed, fields: fields)
                 return true
+            } preparation: { done, total in
+                preparation.update(done: done, total: total, elapsed: Date().timeIntervalSince(start), fields: [])
+                iterationsStart = Date()
             }
         } catch { throw CommandFailure(error) }
         if let snapshotFailure { throw CommandFailure("cannot write a snapshot: \(snapshotFailure)") }

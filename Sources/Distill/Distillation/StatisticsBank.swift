@@ -1,0 +1,214 @@
+import Foundation
+
+/// Amortised distribution matching: the real side of DM computed once, for a bank of networks, and reused.
+///
+/// Plain DM spends most of an iteration embedding `batchReal` real images per class through a fresh random network.
+/// A bank instead holds `size` entries, each a network, one DSA draw per class and the per-class mean embedding of a
+/// real batch under that network and draw. Distillation then cycles through the entries and runs only the synthetic
+/// side. Some entries' networks are snapshots of networks briefly trained on the same real data (the "model
+/// enhancement" of IDM, Zhao et al., CVPR 2023): their embeddings separate the classes, so matching under them gives a
+/// signal a noise start can follow. Under trained entries an optional class loss (cross-entropy of the entry's own
+/// classifier on the synthetic images) adds IDM's class-aware term.
+///
+/// Everything in the bank is computed from the private records (means, and the weights of trained networks); the set
+/// it produces is audited like any DM set, and differential privacy (DP-DM) does not use a bank.
+public struct StatisticsBank: Sendable {
+    /// How the bank is built.
+    public struct Options: Sendable, Codable, Equatable {
+        /// Entries in the bank.
+        public var size: Int
+        /// Networks trained on the real data; their snapshots make up entries (the rest are random networks).
+        public var trainedNetworks: Int
+        /// SGD steps (batch 256, lr 0.01, momentum 0.9, weight decay 5e-4, DSA) each trained network takes. Its entries
+        /// are snapshots spread evenly over the trajectory, from step `trainingSteps / perNetwork` to the last.
+        public var trainingSteps: Int
+        /// Real images per class behind each entry's mean (fewer when the class is smaller).
+        public var batchReal: Int
+        /// Weight of the class loss under trained entries (0: none).
+        public var classLossWeight: Float
+
+        public init(size: Int, trainedNetworks: Int, trainingSteps: Int, batchReal: Int, classLossWeight: Float) {
+            self.size = size
+            self.trainedNetworks = trainedNetworks
+            self.trainingSteps = trainingSteps
+            self.batchReal = batchReal
+            self.classLossWeight = classLossWeight
+        }
+    }
+
+    /// One network, its per-class draws and the per-class real means under them.
+    public struct Entry: Sendable {
+        public var network: ConvNet
+        /// Whether the network was trained on the real data (the class loss applies only then).
+        public var trained: Bool
+        /// Per class (indexed by label; nil for classes absent from the data or without augmentation): the draw shared by
+        /// the real batch and the synthetic images.
+        public var draws: [DSA.Draw?]
+        /// Per class (indexed by label; empty for absent classes): the mean embedding of the real batch.
+        public var realMeans: [[Float]]
+    }
+
+    public var options: Options
+    public var entries: [Entry]
+    /// Seconds spent training networks and embedding real batches.
+    public var buildSeconds: Double
+
+    /// Builds the bank from `real` (with optional per-record weights for the means).
+    /// - Parameters:
+    ///   - network: the architecture of every entry.
+    ///   - augmentation: DSA for the per-class draws (nil: none).
+    ///   - progress: called after each entry with (entries done, size).
+    public static func build(_ real: LabeledImages, options: Options, network: ConvNet.Configuration, augmentation: DSA?,
+                             sampleWeights: [Float]? = nil, seed: UInt64,
+                             progress: ((_ done: Int, _ total: Int) -> Void)? = nil) -> StatisticsBank {
+        let start = Date()
+        let rng = RandomSource(seed: seed).derived(0xBA4C)
+        let byClass = real.indicesByClass()
+        let trainedNetworks = min(options.trainedNetworks, options.size)
+        // Entries per trained network; the remaining entries are random networks.
+        let perNetwork = trainedNetworks == 0 ? 0 : max(1, options.size / (2 * trainedNetworks))
+        let trainedEntries = trainedNetworks * perNetwork
+        var entries: [Entry] = []
+        entries.reserveCapacity(options.size)
+
+        func addEntry(_ net: ConvNet, trained: Bool) {
+            var entryRNG = rng.derived(UInt64(entries.count) &+ 1)
+            entries.append(entry(net, trained: trained, real: real, byClass: byClass, batchReal: options.batchReal,
+                                 augmentation: augmentation, sampleWeights: sampleWeights, rng: &entryRNG))
+            progress?(entries.count, options.size)
+        }
+
+        for trajectory in 0..<trainedNetworks {
+            var netRNG = rng.derived(0x7EA1 &+ UInt64(trajectory))
+            var net = ConvNet(network, using: &netRNG)
+            var optimizer = SGD(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
+            var parameters = net.parameters
+            var stepRNG = netRNG.derived(1)
+            var step = 0
+            for stage in 1...perNetwork {
+                let target = options.trainingSteps * stage / perNetwork
+                while step < target {
+                    let picks = (0..<min(256, real.count)).map { _ in stepRNG.integer(below: real.count) }
+                    var images = real.images.gather(picks)
+                    if let augmentation { images = augmentation.randomlyAugmented(images, using: &stepRNG) }
+                    let (logits, trace) = net.forward(images, training: true, untilEmbedding: false)
+                    let (_, gradient) = Loss.crossEntropy(logits: logits, labels: picks.map { real.labels[$0] })
+                    let grads = net.backward(trace, outputGradient: gradient, input: false, parameters: true)
+                    net.absorb(trace)
+                    optimizer.step(&parameters, gradients: grads.parameters)
+                    net.parameters = parameters
+                    step += 1
+                }
+                addEntry(net, trained: true)
+            }
+        }
+        while entries.count < options.size {
+            var netRNG = rng.derived(0x4A4D &+ UInt64(entries.count))
+            addEntry(ConvNet(network, using: &netRNG), trained: false)
+        }
+        precondition(entries.filter(\.trained).count == trainedEntries)
+        return StatisticsBank(options: options, entries: entries, buildSeconds: Date().timeIntervalSince(start))
+    }
+
+    /// One entry: per class a real batch (all of a class no larger than `batchReal`), a shared draw, and the mean
+    /// embedding of the augmented batch (weighted by `sampleWeights` when given).
+    static func entry(_ net: ConvNet, trained: Bool, real: LabeledImages, byClass: [[Int]], batchReal: Int, augmentation: DSA?,
+                      sampleWeights: [Float]?, rng: inout RandomSource) -> Entry {
+        let features = net.featureCount
+        var draws: [DSA.Draw?] = []
+        var means: [[Float]] = []
+        for members in byClass {
+            guard !members.isEmpty else {
+                draws.append(nil)
+                means.append([])
+                continue
+            }
+            let picks = members.count <= batchReal ? members : rng.choose(batchReal, from: members)
+            var batch = real.images.gather(picks)
+            var draw: DSA.Draw?
+            if let augmentation {
+                let shared = augmentation.draw(count: 1, shape: real.imageShape, shared: true, using: &rng)
+                draw = shared
+                batch = augmentation.apply(DSA.Draw(operation: shared.operation,
+                                                    values: [[Float]](repeating: shared.values[0], count: picks.count)), to: batch)
+            }
+            let embedding = net.embed(batch, training: true)
+            let weights = sampleWeights.map { w in picks.map { Double(w[$0]) } } ?? [Double](repeating: 1, count: picks.count)
+            let total = weights.reduce(0, +)
+            var mean = [Double](repeating: 0, count: features)
+            for (row, weight) in weights.enumerated() where weight > 0 {
+                let w = weight / total
+                for f in 0..<features { mean[f] += w * Double(embedding.storage[row * features + f]) }
+            }
+            draws.append(draw)
+            means.append(mean.map { Float($0) })
+        }
+        return Entry(network: net, trained: trained, draws: draws, realMeans: means)
+    }
+
+    /// The matching loss of `syn` under entry `index` and its gradient with respect to the synthetic images:
+    /// `Σ_c ‖mean_real_c − mean φ(A_c(syn_c))‖²`, plus, for a trained entry, `classLossWeight` times the mean
+    /// cross-entropy of the entry's classifier on the augmented synthetic images.
+    /// - Parameters:
+    ///   - synByClass: the rows of `syn` per label.
+    ///   - classes: the labels matched (present in both the data and the synthetic set).
+    public func lossAndGradient(entry index: Int, syn: Tensor, synByClass: [[Int]], classes: [Int],
+                                augmentation: DSA?) -> (loss: Double, gradient: Tensor) {
+        let entry = entries[index]
+        let net = entry.network
+        var parts: [Tensor] = [], partDraws: [DSA.Draw?] = [], partLabels: [Int] = []
+        for c in classes {
+            var batch = syn.gather(synByClass[c])
+            var draw: DSA.Draw?
+            if let augmentation, let shared = entry.draws[c] {
+                let repeated = DSA.Draw(operation: shared.operation, values: [[Float]](repeating: shared.values[0], count: synByClass[c].count))
+                batch = augmentation.apply(repeated, to: batch)
+                draw = repeated
+            }
+            parts.append(batch)
+            partDraws.append(draw)
+            partLabels += [Int](repeating: c, count: synByClass[c].count)
+        }
+        let useClassLoss = entry.trained && options.classLossWeight > 0
+        var (output, trace) = net.forward(Tensor.concatenate(parts), training: true, untilEmbedding: !useClassLoss)
+        let embedding = useClassLoss ? trace.features : output
+        let features = net.featureCount
+        var dEmbedding = Tensor(shape: embedding.shape)
+        var loss = 0.0
+        var row = 0
+        for (k, c) in classes.enumerated() {
+            let count = parts[k].shape[0]
+            var synMean = [Double](repeating: 0, count: features)
+            for s in 0..<count {
+                for f in 0..<features { synMean[f] += Double(embedding.storage[(row + s) * features + f]) }
+            }
+            for f in 0..<features {
+                let d = synMean[f] / Double(count) - Double(entry.realMeans[c][f])
+                loss += d * d
+                let g = Float(2 * d / Double(count))
+                for s in 0..<count { dEmbedding.storage[(row + s) * features + f] = g }
+            }
+            row += count
+        }
+        if useClassLoss {
+            let (classLoss, dLogits) = Loss.crossEntropy(logits: output, labels: partLabels)
+            loss += Double(options.classLossWeight) * classLoss
+            var scaled = dLogits
+            for i in 0..<scaled.count { scaled.storage[i] *= options.classLossWeight }
+            let dFeatures = net.classifier.backward(trace.features, outputGradient: scaled).input
+            for i in 0..<dEmbedding.count { dEmbedding.storage[i] += dFeatures.storage[i] }
+            trace.untilEmbedding = true
+        }
+        let dAugmented = net.backward(trace, outputGradient: dEmbedding, input: true, parameters: false).input!
+        var gradient = Tensor(shape: syn.shape)
+        row = 0
+        for (k, c) in classes.enumerated() {
+            let count = parts[k].shape[0]
+            var part = dAugmented.slice(row..<(row + count))
+            if let draw = partDraws[k], let augmentation { part = augmentation.backward(draw, outputGradient: part) }
+            gradient.setRows(synByClass[c], from: part)
+            row += count
+        }
+        return (loss, gradient)
+    }
+}
