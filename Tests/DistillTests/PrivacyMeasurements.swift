@@ -10,8 +10,13 @@ struct PrivacyMeasurements {
     /// `plain`: DM from noise, 150 iterations (the default before 2026-12-02). `bank`: the nodes' default recipe
     /// (``DistillationRecipe/reference(_:)``, DM from noise with the recommended statistics bank) at the probe's width
     /// and 1000 iterations.
-    @Test(arguments: ["plain", "bank"])
+    /// `plain-1000`: plain DM, 1000 iterations; `bank-random`: a bank of random networks only; `bank-noclass`: trained
+    /// networks without the class loss (both 1000 iterations). `FEDDISTILL_MEASURE_KINDS` (comma-separated) picks some;
+    /// `FEDDISTILL_MEASURE_MEMBERS_ONLY=1` skips the control.
+    @Test(arguments: ["plain", "bank", "plain-1000", "bank-random", "bank-noclass"])
     func defaultSetOverSeeds(recipe kind: String) throws {
+        let environment = ProcessInfo.processInfo.environment
+        if let kinds = environment["FEDDISTILL_MEASURE_KINDS"], !kinds.split(separator: ",").contains(Substring(kind)) { return }
         let probes = PrivacyProbeTests()
         let draw = try probes.populationDraw()
         let (members, nonMembers) = (draw.splits.train.subset(draw.members), draw.splits.test.subset(draw.nonMembers))
@@ -19,19 +24,25 @@ struct PrivacyMeasurements {
         let memberIndices = Set(draw.members)
         var otherDraw = RandomSource(seed: 99)
         let others = draw.splits.train.subset(otherDraw.choose(200, from: (0..<draw.splits.train.count).filter { !memberIndices.contains($0) }))
-        for (name, source) in [("members", members), ("control", others)] {
+        let sources = environment["FEDDISTILL_MEASURE_MEMBERS_ONLY"] == "1" ? [("members", members)] : [("members", members), ("control", others)]
+        for (name, source) in sources {
             var failures = 0
             var auc: [String: [Double]] = [:]
             for seed in UInt64(1)...10 {
                 let set: LabeledImages
-                if kind == "bank" {
+                if kind.hasPrefix("bank") {
                     var recipe = DistillationRecipe.reference(.dm)
                     (recipe.network.width, recipe.iterations, recipe.seed) = (probes.network.width, 1000, seed)
+                    var settings = DistillationRecipe.DistributionMatchingSettings.recommended
+                    if kind == "bank-random" { (settings.trainedNetworks, settings.classLossWeight) = (0, 0) }
+                    if kind == "bank-noclass" { settings.classLossWeight = 0 }
+                    recipe.settings = .distributionMatching(settings)
                     set = try Distiller.run(recipe: recipe, data: source, descriptor: draw.splits.descriptor).data
                 } else {
                     var rng = RandomSource(seed: 73 + seed)
                     let initial = DistributionMatching.initialImages(source, imagesPerClass: 10, initialization: .noise, using: &rng)
-                    let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: 150, batchReal: 64, learningRate: 100,
+                    let dm = DistributionMatching(options: .init(imagesPerClass: 10, iterations: kind == "plain" ? 150 : 1000,
+                                                                 batchReal: 64, learningRate: 100,
                                                                  seed: seed),
                                                   network: probes.network, augmentation: DSA(dataset: "digits"))
                     set = dm.distill(source, from: initial).images

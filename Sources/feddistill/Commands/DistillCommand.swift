@@ -10,6 +10,13 @@ struct DistillCommand: ParsableCommand {
             herding (real-image baselines). The set is written as \
             safetensors with its provenance in the metadata. Images that leave a node should use --init noise (the \
             default): --init real starts from private images and is known to leak membership.
+
+            dm's default is the nodes' recipe: DM from noise with a statistics bank. Before the first iteration it \
+            computes the per-class mean embeddings of real batches for --bank networks (half of them snapshots of \
+            --trained-networks networks trained --training-steps SGD steps on the data) and DSA draws; each of the \
+            3000 iterations then runs only the synthetic side against one entry, with a class loss under trained \
+            networks. --bank 0 is plain DM (a fresh network and real batch every iteration, 1000 iterations), which is \
+            also what --dp-epsilon runs.
             """)
 
     enum Method: String, ExpressibleByArgument, CaseIterable { case dm, dc, dsa, random, herding }
