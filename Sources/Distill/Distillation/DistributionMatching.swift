@@ -154,30 +154,26 @@ public struct DistributionMatching: Sendable {
             StatisticsBank.build(real, options: bankOptions, network: network, augmentation: augmentation,
                                  sampleWeights: sampleWeights, seed: options.seed, progress: preparation)
         }
+        // With a bank, its entries in a fixed shuffled order per pass, so every entry is used equally often.
+        var bankOrder: [Int] = []
         for iteration in 1...max(options.iterations, 1) where options.iterations > 0 {
+            let (loss, gradient): (Double, Tensor)
             if let bank {
-                // Entries in a fixed shuffled order per pass, so every entry is used equally often.
                 let size = bank.entries.count
-                let pass = (iteration - 1) / size
-                var orderRNG = rng.derived(0x0BDE &+ UInt64(pass))
-                let index = orderRNG.permutation(size)[(iteration - 1) % size]
-                let (loss, gradient) = bank.lossAndGradient(entry: index, syn: syn[0], synByClass: synByClass, classes: classes,
-                                                            augmentation: augmentation)
-                optimizer.step(&syn, gradients: [gradient])
-                lastLoss = loss
-                completed = iteration
-                if let snapshots, snapshots.every > 0, iteration % snapshots.every == 0 {
-                    snapshots.body(iteration, LabeledImages(images: syn[0], labels: initial.labels, classCount: initial.classCount))
+                if (iteration - 1) % size == 0 {
+                    var orderRNG = rng.derived(0x0BDE &+ UInt64((iteration - 1) / size))
+                    bankOrder = orderRNG.permutation(size)
                 }
-                if let progress, !progress(iteration, loss) { break }
-                continue
-            }
-            var netRNG = rng.derived(UInt64(iteration))
-            let net = ConvNet(network, using: &netRNG)
-            let (loss, gradient) = Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: syn[0],
+                (loss, gradient) = bank.lossAndGradient(entry: bankOrder[(iteration - 1) % size], syn: syn[0], synByClass: synByClass,
+                                                        classes: classes, augmentation: augmentation)
+            } else {
+                var netRNG = rng.derived(UInt64(iteration))
+                let net = ConvNet(network, using: &netRNG)
+                (loss, gradient) = Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: syn[0],
                                                                 synByClass: synByClass, classes: classes, batchReal: options.batchReal,
                                                                 augmentation: augmentation, sampleWeights: sampleWeights,
                                                                 privateMeans: privateMeans, rng: &rng)
+            }
             optimizer.step(&syn, gradients: [gradient])
             lastLoss = loss
             completed = iteration
