@@ -29,7 +29,7 @@ public struct UnionMerge: MergeStrategy {
     public func aggregate(round: UInt64, submissions: [NodeSubmission], failures: [String: String],
                           descriptor: DatasetDescriptor) throws -> SyntheticSet? {
         guard !submissions.isEmpty else { return nil }
-        let data = LabeledImages.concatenate(submissions.map(\.set.data))
+        let data = LabeledImages.concatenate(submissions.map(\.set.trainingData))
         let perClass = data.classCounts().max() ?? 0
         return SyntheticSet(data: data, metadata: .init(
             dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
@@ -69,13 +69,14 @@ public struct DistributionMatchingMerge: MergeStrategy {
     public func aggregate(round: UInt64, submissions: [NodeSubmission], failures: [String: String],
                           descriptor: DatasetDescriptor) throws -> SyntheticSet? {
         guard !submissions.isEmpty else { return nil }
-        let union = LabeledImages.concatenate(submissions.map(\.set.data))
+        let union = LabeledImages.concatenate(submissions.map(\.set.trainingData))
         // Per-image weights: node k's reported count of class c spread over its class-c images.
         var weights: [Float] = []
         for submission in submissions {
-            let imagesOfClass = submission.set.data.classCounts()
+            let training = submission.set.trainingData
+            let imagesOfClass = training.classCounts()
             let reported = submission.set.metadata.sourceClassCounts
-            for label in submission.set.data.labels {
+            for label in training.labels {
                 let count = label < reported.count ? reported[label] : imagesOfClass[label]
                 weights.append(Float(count) / Float(max(imagesOfClass[label], 1)))
             }

@@ -112,12 +112,12 @@ struct RoundFinalizer: Sendable {
             .write(to: URL(fileURLWithPath: configuration.stateDirectory + "/global-round-\(configuration.roundID).png"))
         let evaluation = SetEvaluation(network: network, models: configuration.evaluationModels, epochs: configuration.evaluationEpochs,
                                        augmentation: DSA(dataset: descriptor.name), seed: configuration.seed)
-        let globalReport = evaluation.evaluate(global.data, test: splits.test)
+        let globalReport = evaluation.evaluate(global.trainingData, test: splits.test)
         logger.info("global set evaluated", metadata: ["accuracy.mean": "\(globalReport.mean)"])
         lap("evaluate-global")
         var baselines: [String: SetEvaluation.Report] = [:]
         if let union = try UnionMerge().aggregate(round: configuration.roundID, submissions: submissions, failures: failures, descriptor: descriptor) {
-            baselines["union"] = evaluation.evaluate(union.data, test: splits.test)
+            baselines["union"] = evaluation.evaluate(union.trainingData, test: splits.test)
         }
         lap("evaluate-union")
         if configuration.centralizedBaseline {
@@ -126,7 +126,7 @@ struct RoundFinalizer: Sendable {
                                             iterations: configuration.nodeIterations, network: .init(width: configuration.width),
                                             imageLearningRate: learningRate, seed: configuration.seed)
             let centralized = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor)
-            baselines["centralized_dm"] = evaluation.evaluate(centralized.data, test: splits.test)
+            baselines["centralized_dm"] = evaluation.evaluate(centralized.trainingData, test: splits.test)
             lap("centralized-dm")
         }
         let result = RoundResult(roundID: configuration.roundID, global: globalReport, baselines: baselines, nodes: nodes,

@@ -105,7 +105,7 @@ public struct NodeRunner: Sendable {
             let distillSeconds = Date().timeIntervalSince(start)
             if config.privacyGate {
                 progress?("audit", 0, 1)
-                let (summary, passed, reason) = try await audit(set.data, members: privateData, nonMembers: heldOut, descriptor: splits.descriptor)
+                let (summary, passed, reason) = try await audit(set.trainingData, members: privateData, nonMembers: heldOut, descriptor: splits.descriptor)
                 // The summary travels inside the set, so the node's signature covers it.
                 if let summary = try? SyntheticSet.Metadata.validatedAuditSummary(summary, path: "privacy audit") {
                     set.metadata.privacyAudit = summary

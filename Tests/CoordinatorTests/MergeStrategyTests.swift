@@ -42,6 +42,25 @@ struct MergeStrategyTests {
         #expect(evaluation.evaluate(global.data, test: splits.test).mean > 0.4)
     }
 
+    /// Multi-formation node sets contribute their decoded training images: the union trains on factor² images per
+    /// stored image, and the DM merge matches the decoded images and learns a plain global set.
+    @Test func formationSetsMergeByTheirTrainingImages() throws {
+        let (_, plain) = try submissions()
+        let nodes = plain.map { submission -> NodeSubmission in
+            var formed = submission
+            formed.set.metadata.formationFactor = 2
+            return formed
+        }
+        let union = try #require(try UnionMerge().aggregate(round: 1, submissions: nodes, failures: [:], descriptor: DatasetCatalog.digits))
+        #expect(union.data.count == 120 && union.metadata.formationFactor == 1)
+        #expect(union.data.images == LabeledImages.concatenate(nodes.map(\.set.trainingData)).images)
+        let merge = DistributionMatchingMerge(imagesPerClass: 2, iterations: 5,
+                                              network: .init(imageShape: [1, 8, 8], classCount: 10, width: 16), learningRate: 10, seed: 1)
+        let global = try #require(try merge.aggregate(round: 1, submissions: nodes, failures: [:], descriptor: DatasetCatalog.digits))
+        #expect(global.data.classCounts() == [Int](repeating: 2, count: 10) && global.metadata.formationFactor == 1)
+        #expect(global.trainingData.count == 20 && global.data.images.isFinite)
+    }
+
     @Test func nothingToMergeGivesNoSet() throws {
         #expect(try UnionMerge().aggregate(round: 1, submissions: [], failures: ["a": "x"], descriptor: DatasetCatalog.digits) == nil)
         let merge = DistributionMatchingMerge(imagesPerClass: 2, iterations: 1, network: .init(imageShape: [1, 8, 8], classCount: 10),

@@ -56,8 +56,17 @@ struct RecipeCommandTests {
         let dp = try recipe(["--dp-epsilon", "4"])
         #expect(dp.settings == .standard && dp.privacy?.epsilon == 4 && dp.iterations == 1000)
         #expect(try recipe(["--method", "dsa"]).settings == .standard)
+        expected.settings = .distributionMatching(.init(bankSize: 100, trainedNetworks: 4, trainingSteps: 200, classLossWeight: 1,
+                                                        formationFactor: 2))
+        expected.iterations = 3000
+        #expect(try recipe(["--formation", "2"]) == expected)
+        let plainFormed = try recipe(["--bank", "0", "--formation", "2"])
+        #expect(plainFormed.settings == .distributionMatching(.init(formationFactor: 2)) && plainFormed.iterations == 1000)
+        // Bank settings without a bank, and dm settings on other methods, are refused rather than ignored.
         for arguments in [["--dp-epsilon", "4", "--bank", "10"], ["--bank", "-1"], ["--bank", "4", "--trained-networks", "5"],
-                          ["--class-loss", "-1"]] {
+                          ["--class-loss", "-1"], ["--bank", "0", "--class-loss", "1"], ["--bank", "0", "--training-steps", "10"],
+                          ["--dp-epsilon", "4", "--trained-networks", "2"], ["--method", "dsa", "--bank", "10"],
+                          ["--method", "random", "--formation", "2"], ["--formation", "5"], ["--formation", "0"]] {
             #expect(throws: (any Error).self, "\(arguments)") {
                 _ = try FedDistillCommand.parseAsRoot(["distill", "--out", "x.safetensors"] + arguments)
             }

@@ -16,7 +16,8 @@ public struct DistributionMatchingMethod: DistillationMethod {
         return DistributionMatching(
             options: .init(imagesPerClass: recipe.imagesPerClass, iterations: recipe.iterations, batchReal: recipe.batchReal,
                            learningRate: learningRate, momentum: recipe.imageOptimizer.momentum,
-                           initialization: recipe.initialization, seed: recipe.seed, privacy: recipe.privacy, bank: bank),
+                           initialization: recipe.initialization, seed: recipe.seed, privacy: recipe.privacy, bank: bank,
+                           formationFactor: recipe.formationFactor),
             network: job.network, augmentation: job.augmentation)
     }
 

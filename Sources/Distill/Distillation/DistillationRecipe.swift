@@ -132,18 +132,31 @@ public struct DistillationRecipe: Codable, Sendable, Equatable {
 
     /// Amortised DM (``StatisticsBank``): a bank of `bank_size` precomputed real statistics, `trained_networks` of whose
     /// networks are trained on the real data for `training_steps` SGD steps, and IDM's class loss under trained entries.
-    /// `bank_size` 0 is plain DM (a fresh random network and real batch every iteration).
+    /// `bank_size` 0 is plain DM (a fresh random network and real batch every iteration). `formation_factor` f > 1 is
+    /// multi-formation (``MultiFormation``): each stored image decodes to f² training images (absent in JSON: 1).
     public struct DistributionMatchingSettings: Codable, Sendable, Equatable {
         public var bankSize: Int
         public var trainedNetworks: Int
         public var trainingSteps: Int
         public var classLossWeight: Float
+        public var formationFactor: Int
 
-        public init(bankSize: Int = 0, trainedNetworks: Int = 0, trainingSteps: Int = 0, classLossWeight: Float = 0) {
+        public init(bankSize: Int = 0, trainedNetworks: Int = 0, trainingSteps: Int = 0, classLossWeight: Float = 0,
+                    formationFactor: Int = 1) {
             self.bankSize = bankSize
             self.trainedNetworks = trainedNetworks
             self.trainingSteps = trainingSteps
             self.classLossWeight = classLossWeight
+            self.formationFactor = formationFactor
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(bankSize: try container.decode(Int.self, forKey: .bankSize),
+                      trainedNetworks: try container.decode(Int.self, forKey: .trainedNetworks),
+                      trainingSteps: try container.decode(Int.self, forKey: .trainingSteps),
+                      classLossWeight: try container.decode(Float.self, forKey: .classLossWeight),
+                      formationFactor: try container.decodeIfPresent(Int.self, forKey: .formationFactor) ?? 1)
         }
 
         /// The nodes' default (measured in docs/benchmarks.md, "Convergence"): 100 entries, half of them snapshots of 4
@@ -170,7 +183,7 @@ public struct DistillationRecipe: Codable, Sendable, Equatable {
 
         enum CodingKeys: String, CodingKey {
             case bankSize = "bank_size", trainedNetworks = "trained_networks", trainingSteps = "training_steps"
-            case classLossWeight = "class_loss_weight"
+            case classLossWeight = "class_loss_weight", formationFactor = "formation_factor"
         }
     }
 
@@ -375,6 +388,7 @@ extension DistillationRecipe {
                       "trained networks need at least one training step")
             try check(dm.classLossWeight.isFinite && dm.classLossWeight >= 0 && dm.classLossWeight <= 1000,
                       "settings.distribution_matching.class_loss_weight", "must lie in [0, 1000], got \(dm.classLossWeight)")
+            try within(dm.formationFactor, MultiFormation.factors, "settings.distribution_matching.formation_factor")
             try check(privacy == nil || dm.bankSize == 0, "settings.distribution_matching.bank_size",
                       "differential privacy runs plain DM: a bank's means and trained networks are not privatised (use bank_size 0)")
         case let .gradientMatching(gm):
@@ -411,6 +425,12 @@ extension DistillationRecipe {
         case .dc: DistillationRecipe(method: .dc, augmentation: .none)
         case .random, .herding: DistillationRecipe(method: method, initialization: .real, augmentation: .none)
         }
+    }
+
+    /// How many training images each stored image decodes to, per axis (``MultiFormation``; 1: none).
+    public var formationFactor: Int {
+        if case let .distributionMatching(settings) = settings { return settings.formationFactor }
+        return 1
     }
 
     /// The smallest ε ``GaussianAccountant`` reports at `delta` with unbounded noise: the conversion's own term,

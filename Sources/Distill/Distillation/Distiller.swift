@@ -126,6 +126,9 @@ public enum Distiller {
         guard data.imageShape == descriptor.imageShape, descriptor.imageShape.count == 3 else {
             throw .recipe(.invalid(field: "data", reason: "images \(data.imageShape) do not match \(descriptor.name)'s \(descriptor.imageShape)"))
         }
+        if let problem = MultiFormation.problem(factor: recipe.formationFactor, imageShape: descriptor.imageShape) {
+            throw .recipe(.invalid(field: "settings.distribution_matching.formation_factor", reason: problem))
+        }
         // The ConvNet's maps must not vanish (the same arithmetic as ConvNet.init).
         var (channels, height, width) = (descriptor.imageShape[0], descriptor.imageShape[1], descriptor.imageShape[2])
         for block in 0..<recipe.network.depth {
@@ -208,6 +211,7 @@ public enum Distiller {
             iterations: iterations, initialization: recipe.initialization.rawValue, seed: recipe.seed,
             sourceClassCounts: data.classCounts(), privacy: privacy?.after(steps: iterations))
         metadata.recipe = recipe
+        metadata.formationFactor = recipe.formationFactor
         return SyntheticSet(data: images, metadata: metadata)
     }
 }

@@ -33,11 +33,15 @@ public struct DistributionMatching: Sendable {
         /// Amortised DM: match against a bank of precomputed real statistics (``StatisticsBank``) instead of a fresh
         /// network and real batch every iteration. Not with a privacy budget.
         public var bank: StatisticsBank.Options?
+        /// Multi-formation (``MultiFormation``): each stored image decodes to `formationFactor²` training images, and the
+        /// matching runs on the decoded ones. 1: none.
+        public var formationFactor: Int
 
         public init(imagesPerClass: Int = 10, iterations: Int = 1000, batchReal: Int = 256, learningRate: Float = 1.0,
                     momentum: Float = 0.5, initialization: SyntheticInitialization = .noise, seed: UInt64 = 0,
-                    privacy: PrivacyBudget? = nil, bank: StatisticsBank.Options? = nil) {
+                    privacy: PrivacyBudget? = nil, bank: StatisticsBank.Options? = nil, formationFactor: Int = 1) {
             self.bank = bank
+            self.formationFactor = formationFactor
             self.imagesPerClass = imagesPerClass
             self.iterations = iterations
             self.batchReal = batchReal
@@ -157,22 +161,23 @@ public struct DistributionMatching: Sendable {
         // With a bank, its entries in a fixed shuffled order per pass, so every entry is used equally often.
         var bankOrder: [Int] = []
         for iteration in 1...max(options.iterations, 1) where options.iterations > 0 {
-            let (loss, gradient): (Double, Tensor)
-            if let bank {
-                let size = bank.entries.count
-                if (iteration - 1) % size == 0 {
-                    var orderRNG = rng.derived(0x0BDE &+ UInt64((iteration - 1) / size))
-                    bankOrder = orderRNG.permutation(size)
+            if let size = bank?.entries.count, (iteration - 1) % size == 0 {
+                var orderRNG = rng.derived(0x0BDE &+ UInt64((iteration - 1) / size))
+                bankOrder = orderRNG.permutation(size)
+            }
+            // With multi-formation the matching sees the decoded images; the gradient comes back to the stored ones.
+            let (loss, gradient) = MultiFormation.lossAndGradient(factor: options.formationFactor, images: syn[0],
+                                                                  rowsByClass: synByClass) { images, rowsByClass in
+                if let bank {
+                    return bank.lossAndGradient(entry: bankOrder[(iteration - 1) % bank.entries.count], syn: images,
+                                                synByClass: rowsByClass, classes: classes, augmentation: augmentation)
                 }
-                (loss, gradient) = bank.lossAndGradient(entry: bankOrder[(iteration - 1) % size], syn: syn[0], synByClass: synByClass,
-                                                        classes: classes, augmentation: augmentation)
-            } else {
                 var netRNG = rng.derived(UInt64(iteration))
                 let net = ConvNet(network, using: &netRNG)
-                (loss, gradient) = Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: syn[0],
-                                                                synByClass: synByClass, classes: classes, batchReal: options.batchReal,
-                                                                augmentation: augmentation, sampleWeights: sampleWeights,
-                                                                privateMeans: privateMeans, rng: &rng)
+                return Self.matchingLossAndGradient(net: net, real: real, realByClass: realByClass, syn: images,
+                                                    synByClass: rowsByClass, classes: classes, batchReal: options.batchReal,
+                                                    augmentation: augmentation, sampleWeights: sampleWeights,
+                                                    privateMeans: privateMeans, rng: &rng)
             }
             optimizer.step(&syn, gradients: [gradient])
             lastLoss = loss

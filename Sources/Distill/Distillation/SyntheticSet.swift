@@ -13,6 +13,10 @@ public struct SyntheticSet: Sendable {
         self.metadata = metadata
     }
 
+    /// What a model trains on: the stored images, or with multi-formation (``Metadata/formationFactor`` > 1) their
+    /// decoded images, `formationFactor²` per stored image (``MultiFormation``).
+    public var trainingData: LabeledImages { MultiFormation.decode(data, factor: metadata.formationFactor) }
+
     /// What produced a set. Every field travels as a string in the safetensors `__metadata__`.
     public struct Metadata: Sendable, Codable, Equatable {
         public var dataset: String
@@ -34,6 +38,9 @@ public struct SyntheticSet: Sendable {
         public var privacyAudit: String?
         /// The whole recipe the set was made with (nil: written before recipes were recorded, or not made by ``Distiller``).
         public var recipe: DistillationRecipe?
+        /// Multi-formation: each stored image decodes to `formationFactor²` training images (``SyntheticSet/trainingData``);
+        /// 1 (the default, and what a file without the field means): the images are the training images.
+        public var formationFactor = 1
 
         public init(dataset: String, imageShape: [Int], classCount: Int, normalization: Normalization, method: String,
                     imagesPerClass: Int, iterations: Int, initialization: String, seed: UInt64,
@@ -65,6 +72,7 @@ public struct SyntheticSet: Sendable {
             if let privacy { strings["differential_privacy"] = json(privacy) }
             if let privacyAudit { strings["privacy_audit"] = privacyAudit }
             if let recipe { strings["recipe"] = recipe.json() }
+            if formationFactor != 1 { strings["formation_factor"] = String(formationFactor) }
             return strings
         }
 
@@ -151,6 +159,12 @@ public struct SyntheticSet: Sendable {
                       initialization: try name("init"), seed: seed, softwareVersion: try name("software_version"),
                       sourceClassCounts: counts, privacy: privacy)
             self.privacyAudit = audit
+            if strings["formation_factor"] != nil {
+                formationFactor = try integer("formation_factor", in: MultiFormation.factors)
+                if let problem = MultiFormation.problem(factor: formationFactor, imageShape: imageShape) {
+                    throw .malformed(path: path, reason: "metadata 'formation_factor': \(problem)")
+                }
+            }
             if let text = strings["recipe"] {
                 do { recipe = try DistillationRecipe.decode(json: text) } catch {
                     throw .malformed(path: path, reason: "metadata 'recipe' is not valid: \(error)")

@@ -53,7 +53,7 @@ struct AuditCommand: ParsableCommand {
     }
 
     func records(_ spec: String) throws -> LabeledImages {
-        if spec.hasPrefix("@") { return try SyntheticSet.read(String(spec.dropFirst())).data }
+        if spec.hasPrefix("@") { return try SyntheticSet.read(String(spec.dropFirst())).trainingData }
         let parts = spec.split(separator: ":").map(String.init)
         guard parts.count == 2 || parts.count == 3, ["train", "test"].contains(parts[1]) else {
             throw CommandFailure("record spec '\(spec)' must be DATASET:train|test[:FIRST-LAST] or @FILE")
@@ -101,14 +101,14 @@ struct AuditCommand: ParsableCommand {
             var shadow = shadowRecipe
             shadow.seed = shadowSeed
             do {
-                return try Distiller.run(recipe: shadow, data: population, descriptor: descriptor).data
+                return try Distiller.run(recipe: shadow, data: population, descriptor: descriptor).trainingData
             } catch {
                 shadowFailure = shadowFailure ?? error
                 return population
             }
         }
         let audit = MembershipAudit(options: options)
-        let report = audit.run(set: shared.data, members: memberRecords, nonMembers: nonMemberRecords, distill: recipe)
+        let report = audit.run(set: shared.trainingData, members: memberRecords, nonMembers: nonMemberRecords, distill: recipe)
         var canaryReport: MembershipAudit.Report?
         if canaries > 0 {
             canaryReport = audit.canaries(count: canaries, members: memberRecords, pool: nonMemberRecords, distill: recipe)

@@ -17,6 +17,10 @@ struct DistillCommand: ParsableCommand {
             3000 iterations then runs only the synthetic side against one entry, with a class loss under trained \
             networks. --bank 0 is plain DM (a fresh network and real batch every iteration, 1000 iterations), which is \
             also what --dp-epsilon runs.
+
+            --formation F (dm) is multi-formation: each stored image is cut into F×F tiles, each resized to the full \
+            image size, so the set trains models on F² times as many (lower-resolution) images at the same bytes; \
+            matching runs on the decoded images.
             """)
 
     enum Method: String, ExpressibleByArgument, CaseIterable { case dm, dc, dsa, random, herding }
@@ -40,6 +44,8 @@ struct DistillCommand: ParsableCommand {
     var trainingSteps: Int?
     @Option(name: .customLong("class-loss"), help: "dm with a bank: weight of the class loss under trained networks (default \(Recommended.classLossWeight)).")
     var classLoss: Float?
+    @Option(help: "dm: multi-formation factor F; each stored image decodes to F×F training images (1: none; 1 to 4, dividing the image size).")
+    var formation = 1
     @Option(name: .customLong("dp-epsilon"),
             help: "Differentially private DM with this ε (dm, --init noise): Poisson-sampled real batches, clipped embedding deviations, Gaussian noise on the class sums.")
     var dpEpsilon: Double?
@@ -68,6 +74,15 @@ struct DistillCommand: ParsableCommand {
         guard SyntheticInitialization(rawValue: initialization) != nil else {
             throw ValidationError("--init must be noise, real or mean, got '\(initialization)'")
         }
+        if method != .dm {
+            guard bank == nil, trainedNetworks == nil, trainingSteps == nil, classLoss == nil, formation == 1 else {
+                throw ValidationError("--bank, --trained-networks, --training-steps, --class-loss and --formation apply to --method dm only")
+            }
+        } else if bank == 0 || (bank == nil && dpEpsilon != nil) {
+            guard trainedNetworks == nil, trainingSteps == nil, classLoss == nil else {
+                throw ValidationError("--trained-networks, --training-steps and --class-loss configure the statistics bank, which is off (--bank 0\(dpEpsilon == nil ? "" : " or --dp-epsilon"))")
+            }
+        }
         if let budget = privacyBudget {
             if let problem = budget.problem { throw ValidationError("--dp-epsilon/--dp-delta/--dp-clip: \(problem)") }
             guard method == .dm else { throw ValidationError("--dp-epsilon applies to --method dm only") }
@@ -81,18 +96,21 @@ struct DistillCommand: ParsableCommand {
 
     typealias Recommended = DistillationRecipe.DistributionMatchingSettings.Recommended
 
-    /// The bank these flags ask for: dm's default is the recommended bank, except under differential privacy (DP-DM
-    /// is plain DM); other methods have none.
+    /// The bank and formation these flags ask for: dm's default is the recommended bank, except under differential
+    /// privacy (DP-DM is plain DM); other methods have none. nil: dm's plain settings (or not dm).
     var distributionMatchingSettings: DistillationRecipe.DistributionMatchingSettings? {
         guard method == .dm else { return nil }
         let size = bank ?? (dpEpsilon == nil ? Recommended.bankSize : 0)
-        guard size > 0 else { return nil }
+        guard size > 0 else {
+            return formation == 1 ? nil : .init(formationFactor: formation)
+        }
         return .init(bankSize: size, trainedNetworks: trainedNetworks ?? min(Recommended.trainedNetworks, size),
-                     trainingSteps: trainingSteps ?? Recommended.trainingSteps, classLossWeight: classLoss ?? Recommended.classLossWeight)
+                     trainingSteps: trainingSteps ?? Recommended.trainingSteps, classLossWeight: classLoss ?? Recommended.classLossWeight,
+                     formationFactor: formation)
     }
 
     /// `--iterations`, else 3000 for DM with a bank (its iterations run the synthetic side only) and 1000 otherwise.
-    var iterations: Int { iterationsOption ?? (distributionMatchingSettings == nil ? 1000 : 3000) }
+    var iterations: Int { iterationsOption ?? ((distributionMatchingSettings?.bankSize ?? 0) == 0 ? 1000 : 3000) }
 
     /// The recipe these flags ask for. `random` and `herding` select real images (initialisation `real`, no
     /// augmentation); `dc` matches without augmentation and `dsa` with it, whatever `--no-dsa` says.
@@ -230,11 +248,11 @@ struct EvaluateCommand: ParsableCommand {
                                        augmentation: noDSA ? nil : DSA(dataset: splits.descriptor.name), seed: seed)
         let progress = ProgressDisplay(label: "evaluate epoch")
         let start = Date()
-        let report = evaluation.evaluate(synthetic.data, test: splits.test) { model, epoch in
+        let report = evaluation.evaluate(synthetic.trainingData, test: splits.test) { model, epoch in
             progress.update(done: model * epochs + epoch, total: models * epochs, elapsed: Date().timeIntervalSince(start),
                             fields: [("model", "\(model + 1)/\(models)")])
         }
-        print(String(format: "%@: %d images, %d models × %d epochs: accuracy %.2f%% ± %.2f%% (%.0f s)", set, synthetic.data.count,
+        print(String(format: "%@: %d images, %d models × %d epochs: accuracy %.2f%% ± %.2f%% (%.0f s)", set, synthetic.trainingData.count,
                      models, epochs, 100 * report.mean, 100 * report.standardDeviation, report.seconds))
         print("per class: " + report.perClass.map { String(format: "%.1f", 100 * $0) }.joined(separator: " "))
         if let json {
@@ -251,7 +269,7 @@ struct ExportCommand: ParsableCommand {
 
     @Option(help: "Synthetic set (safetensors).") var set: String
     @Option(help: "Write a PNG grid (one row per class, de-normalised).") var png: String?
-    @Option(help: "Write images.npy (float32, normalised) and labels.npy (int64) into this directory.") var npy: String?
+    @Option(help: "Write images.npy (float32, normalised) and labels.npy (int64) into this directory: the training images (a multi-formation set's decoded ones).") var npy: String?
     @Option(help: "Pixel zoom for the PNG.") var zoom = 4
 
     func validate() throws {
@@ -268,9 +286,10 @@ struct ExportCommand: ParsableCommand {
             }
             if let npy {
                 try FileManager.default.createDirectory(atPath: npy, withIntermediateDirectories: true)
-                try Data(NPY.encode(shape: synthetic.data.images.shape, values: synthetic.data.images.storage))
+                let training = synthetic.trainingData
+                try Data(NPY.encode(shape: training.images.shape, values: training.images.storage))
                     .write(to: URL(fileURLWithPath: npy + "/images.npy"))
-                try Data(NPY.encode(shape: [synthetic.data.count], values: synthetic.data.labels.map(Int64.init)))
+                try Data(NPY.encode(shape: [training.count], values: training.labels.map(Int64.init)))
                     .write(to: URL(fileURLWithPath: npy + "/labels.npy"))
             }
         } catch { throw CommandFailure("cannot write output: \(error)") }
