@@ -25,6 +25,8 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     public var method = "dm"
     public var imagesPerClass = 10
     public var nodeIterations = 200
+    /// Multi-formation factor of the nodes' DM sets (``MultiFormation``; 1: none).
+    public var formationFactor = 1
     /// The merge.
     public var globalImagesPerClass = 10
     public var mergeIterations = 200
@@ -85,6 +87,11 @@ public struct CoordinatorConfiguration: Sendable, Codable {
         try require((0...1_000_000).contains(nodeIterations), "node_iterations", "must be in 0...1000000")
         try require((0...1_000_000).contains(mergeIterations), "merge_iterations", "must be in 0...1000000")
         try require((1...1024).contains(width), "width", "must be in 1...1024, got \(width)")
+        try require(formationFactor == 1 || method == "dm", "formation_factor", "applies to method dm only")
+        if let descriptor = try? DatasetCatalog.descriptor(named: dataset),
+           let problem = MultiFormation.problem(factor: formationFactor, imageShape: descriptor.imageShape) {
+            throw ConfigurationError(key: "formation_factor", message: problem)
+        }
         try require(evaluationModels >= 1 && evaluationEpochs >= 1, "evaluation_models", "models and epochs must be positive")
         try require(metricsPort.map { (0...65535).contains($0) } ?? true, "metrics_port", "must be in 0...65535")
         try require(lingerSeconds.isFinite && lingerSeconds >= 0, "linger_seconds", "must be ≥ 0")
@@ -139,7 +146,7 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
 
 extension CoordinatorConfiguration {
     /// The recipe nodes are asked to distill with (nil when `method` names no known method): the reference recipe of
-    /// `method` with `imagesPerClass`, `nodeIterations`, `width` and `seed`. Nodes may override the images per class,
+    /// `method` with `imagesPerClass`, `nodeIterations`, `width`, `seed` and (dm) `formationFactor`. Nodes may override the images per class,
     /// the iterations, the seed and the privacy budget (see docs/architecture.md).
     public var nodeRecipe: DistillationRecipe? {
         guard let method = DistillationRecipe.Method(rawValue: method) else { return nil }
@@ -148,6 +155,10 @@ extension CoordinatorConfiguration {
         recipe.iterations = nodeIterations
         recipe.network.width = width
         recipe.seed = seed
+        if case var .distributionMatching(settings) = recipe.settings, formationFactor != 1 {
+            settings.formationFactor = formationFactor
+            recipe.settings = .distributionMatching(settings)
+        }
         return recipe
     }
 }

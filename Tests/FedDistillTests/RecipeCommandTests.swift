@@ -124,7 +124,11 @@ struct RecipeCommandTests {
             return try CoordinatorConfiguration(flags: ["nodes": "a"], configFile: nil, environment: environment)
         }
         #expect(try settings(["method": "dc", "width": "16"]).nodeRecipe?.method == .dc)
-        for bad in [["method": "bogus"], ["width": "5000"], ["ipc": "1001"]] {
+        let formed = try #require(try settings(["dataset": "mnist", "formation_factor": "2"]).nodeRecipe)
+        #expect(formed.formationFactor == 2 && formed.settings == .distributionMatching(.init(
+            bankSize: 100, trainedNetworks: 4, trainingSteps: 200, classLossWeight: 1, formationFactor: 2)))
+        for bad in [["method": "bogus"], ["width": "5000"], ["ipc": "1001"], ["formation_factor": "3"], ["formation_factor": "5"],
+                    ["method": "dc", "formation_factor": "2"]] {
             #expect(throws: CommandFailure.self, "\(bad)") { try settings(bad) }
         }
     }

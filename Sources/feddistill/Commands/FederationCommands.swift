@@ -35,6 +35,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: Self.table.name("deadline_seconds"), help: Self.table.help("deadline_seconds")) var deadlineSeconds: String?
     @Option(name: Self.table.name("ipc"), help: Self.table.help("ipc")) var ipc: String?
     @Option(name: Self.table.name("node_iterations"), help: Self.table.help("node_iterations")) var nodeIterations: String?
+    @Option(name: Self.table.name("formation_factor"), help: Self.table.help("formation_factor")) var formationFactor: String?
     @Option(name: Self.table.name("global_ipc"), help: Self.table.help("global_ipc")) var globalIPC: String?
     @Option(name: Self.table.name("merge_iterations"), help: Self.table.help("merge_iterations")) var mergeIterations: String?
     @Option(name: Self.table.name("width"), help: Self.table.help("width")) var width: String?
@@ -73,6 +74,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             "deadline_seconds": deadlineSeconds,
             "ipc": ipc,
             "node_iterations": nodeIterations,
+            "formation_factor": formationFactor,
             "global_ipc": globalIPC,
             "merge_iterations": mergeIterations,
             "width": width,

@@ -260,6 +260,8 @@ extension CoordinatorConfiguration {
             Setting("method", flag: false, .string, help: "Method of the recipe sent to nodes (dm, dc, dsa, random, herding).", \.method),
             Setting("ipc", .integer, help: "Images per class asked of nodes.", \.imagesPerClass),
             Setting("node_iterations", .integer, help: "DM iterations asked of nodes.", \.nodeIterations),
+            Setting("formation_factor", .integer, help: "Multi-formation factor of the nodes' DM sets (1: none; 2: each stored image is 2×2 training images).",
+                    \.formationFactor),
             Setting("global_ipc", .integer, help: "Images per class of the global set.", \.globalImagesPerClass),
             Setting("merge_iterations", .integer, help: "DM iterations of the merge.", \.mergeIterations),
             Setting("width", .integer, help: "ConvNet width.", \.width),

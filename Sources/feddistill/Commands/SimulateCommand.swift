@@ -20,6 +20,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Images per class (nodes and global set).") var ipc = 10
     @Option(help: "DM iterations on each node.") var iterations = 200
     @Option(name: .customLong("merge-iterations"), help: "DM iterations of the merge.") var mergeIterations = 200
+    @Option(help: "Multi-formation factor of the nodes' sets (1: none; 2: each stored image is 2×2 training images).") var formation = 1
     @Option(help: "ConvNet width.") var width = 128
     @Option(name: .customLong("eval-models"), help: "Models per evaluation.") var evalModels = 3
     @Option(name: .customLong("eval-epochs"), help: "Epochs per evaluation model.") var evalEpochs = 300
@@ -37,7 +38,8 @@ struct SimulateCommand: ParsableCommand {
         guard ipc > 0, iterations >= 0, mergeIterations >= 0, evalModels > 0, evalEpochs > 0 else {
             throw ValidationError("--ipc, --eval-models and --eval-epochs must be positive, iterations non-negative")
         }
-        _ = try DatasetCatalog.descriptor(named: dataset)
+        let descriptor = try DatasetCatalog.descriptor(named: dataset)
+        if let problem = MultiFormation.problem(factor: formation, imageShape: descriptor.imageShape) { throw ValidationError("--formation \(problem)") }
         if let dpEpsilon, let problem = PrivacyBudget(epsilon: dpEpsilon).problem { throw ValidationError("--dp-epsilon: \(problem)") }
     }
 
@@ -56,7 +58,7 @@ struct SimulateCommand: ParsableCommand {
         let coordinator = ChildProcess(executable: executable, arguments: [
             "coordinator", "--port", "0", "--state-dir", root + "/coordinator", "--credentials-dir", certs, "--nodes",
             nodeIDs.joined(separator: ","), "--dataset", dataset, "--ipc", "\(ipc)", "--node-iterations", "\(iterations)",
-            "--merge-iterations", "\(mergeIterations)", "--width", "\(width)", "--eval-models", "\(evalModels)",
+            "--merge-iterations", "\(mergeIterations)", "--formation-factor", "\(formation)", "--width", "\(width)", "--eval-models", "\(evalModels)",
             "--eval-epochs", "\(evalEpochs)", "--centralized-baseline", noCentralized ? "false" : "true", "--seed", "\(seed)",
             "--quorum", "1",
         ] + dataArguments, log: root + "/coordinator.log")
