@@ -69,11 +69,11 @@ public struct DistributionMatchingMerge: MergeStrategy {
     public func aggregate(round: UInt64, submissions: [NodeSubmission], failures: [String: String],
                           descriptor: DatasetDescriptor) throws -> SyntheticSet? {
         guard !submissions.isEmpty else { return nil }
-        let union = LabeledImages.concatenate(submissions.map(\.set.trainingData))
+        let training = submissions.map(\.set.trainingData)
+        let union = LabeledImages.concatenate(training)
         // Per-image weights: node k's reported count of class c spread over its class-c images.
         var weights: [Float] = []
-        for submission in submissions {
-            let training = submission.set.trainingData
+        for (submission, training) in zip(submissions, training) {
             let imagesOfClass = training.classCounts()
             let reported = submission.set.metadata.sourceClassCounts
             for label in training.labels {

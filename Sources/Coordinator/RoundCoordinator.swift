@@ -93,7 +93,8 @@ public actor RoundCoordinator {
                                     nodeSigningKeys: keys, replayStore: InMemoryReplayStore(),
                                     limits: configuration.envelopeLimits)
         opener = SubmissionOpener(verifier: verifier, roundID: configuration.roundID, descriptor: descriptor,
-                                  maxImagesPerClass: configuration.maxImagesPerClass)
+                                  maxImagesPerClass: configuration.maxImagesPerClass,
+                                  formationFactor: configuration.nodeRecipe?.formationFactor ?? 1)
         admission = SubmissionAdmission(maxBytesInFlight: configuration.maxUploadBytesInFlight)
         machine = RoundStateMachine(expectedNodes: Set(configuration.expectedNodes), quorum: configuration.quorum,
                                     deadline: Date(timeIntervalSince1970: TimeInterval(round.deadlineUnixSeconds)))

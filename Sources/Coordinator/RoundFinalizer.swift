@@ -122,9 +122,12 @@ struct RoundFinalizer: Sendable {
         lap("evaluate-union")
         if configuration.centralizedBaseline {
             // Simulation only: the coordinator of a real deployment never sees real data.
+            // Plain DM from noise, with the round's formation factor so that it compares like for like.
             let recipe = DistillationRecipe(method: .dm, imagesPerClass: configuration.globalImagesPerClass,
                                             iterations: configuration.nodeIterations, network: .init(width: configuration.width),
-                                            imageLearningRate: learningRate, seed: configuration.seed)
+                                            imageLearningRate: learningRate, seed: configuration.seed,
+                                            settings: configuration.formationFactor == 1 ? .standard
+                                                : .distributionMatching(.init(formationFactor: configuration.formationFactor)))
             let centralized = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor)
             baselines["centralized_dm"] = evaluation.evaluate(centralized.trainingData, test: splits.test)
             lap("centralized-dm")

@@ -10,7 +10,8 @@ import GRPCCore
 ///    version, federation, sender, round, registered node, signature, decryption;
 /// 2. the safetensors payload (`SyntheticSet.decode`): strict header, checked arithmetic, ranges that tile the data,
 ///    finite values, labels in range, bounded metadata (class counts, the signed privacy-audit summary);
-/// 3. the round: dataset, image shape, class count, normalisation and at most `maxImagesPerClass` images per class.
+/// 3. the round: dataset, image shape, class count, normalisation, at most `maxImagesPerClass` images per class and
+///    the round's multi-formation factor.
 ///
 /// A set that opens here can always be merged. Pure and `Sendable`: callers run it off the coordinator actor.
 public struct SubmissionOpener: Sendable {
@@ -18,12 +19,16 @@ public struct SubmissionOpener: Sendable {
     let roundID: UInt64
     let descriptor: DatasetDescriptor
     let maxImagesPerClass: Int
+    /// The multi-formation factor every set of the round must declare.
+    let formationFactor: Int
 
-    public init(verifier: EnvelopeVerifier, roundID: UInt64, descriptor: DatasetDescriptor, maxImagesPerClass: Int) {
+    public init(verifier: EnvelopeVerifier, roundID: UInt64, descriptor: DatasetDescriptor, maxImagesPerClass: Int,
+                formationFactor: Int = 1) {
         self.verifier = verifier
         self.roundID = roundID
         self.descriptor = descriptor
         self.maxImagesPerClass = maxImagesPerClass
+        self.formationFactor = formationFactor
     }
 
     /// An authenticated, decoded and validated submission.
@@ -63,7 +68,7 @@ public struct SubmissionOpener: Sendable {
         do { envelope = try verifier.authenticate(bytes, currentRound: roundID, sender: node) } catch { throw .envelope(error) }
         do {
             let set = try SyntheticSet.decode(envelope.payload, path: "submission from \(PeerText.escaped(node))")
-            try set.check(belongsTo: descriptor, maxImagesPerClass: maxImagesPerClass)
+            try set.check(belongsTo: descriptor, maxImagesPerClass: maxImagesPerClass, formationFactor: formationFactor)
             return Opened(envelope: envelope, set: set)
         } catch {
             throw .set(error)

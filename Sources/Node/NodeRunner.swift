@@ -105,7 +105,7 @@ public struct NodeRunner: Sendable {
             let distillSeconds = Date().timeIntervalSince(start)
             if config.privacyGate {
                 progress?("audit", 0, 1)
-                let (summary, passed, reason) = try await audit(set.trainingData, members: privateData, nonMembers: heldOut, descriptor: splits.descriptor)
+                let (summary, passed, reason) = try await audit(set, members: privateData, nonMembers: heldOut, descriptor: splits.descriptor)
                 // The summary travels inside the set, so the node's signature covers it.
                 if let summary = try? SyntheticSet.Metadata.validatedAuditSummary(summary, path: "privacy audit") {
                     set.metadata.privacyAudit = summary
@@ -173,7 +173,11 @@ public struct NodeRunner: Sendable {
         recipe.seed = config.seed
         if let dpEpsilon = config.dpEpsilon {
             recipe.privacy = PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta)
-            if case .distributionMatching = recipe.settings { recipe.settings = .standard }
+            // DP-DM is plain DM: the bank goes (its means and trained networks are not privatised); the formation
+            // factor stays (it shapes the synthetic side only, and the coordinator expects the round's factor).
+            if case let .distributionMatching(settings) = recipe.settings {
+                recipe.settings = settings.formationFactor == 1 ? .standard : .distributionMatching(.init(formationFactor: settings.formationFactor))
+            }
         }
         do { try recipe.validate() } catch { throw NodeError.invalid("with this node's settings the round's recipe is invalid: \(error)") }
         return recipe
@@ -191,9 +195,12 @@ public struct NodeRunner: Sendable {
         }
     }
 
-    /// Audits the set against the held-out records (DCR in pixel and embedding space, loss attack).
-    /// - Returns: the JSON summary (metrics only, no data), whether the policy passed, and why not.
-    private func audit(_ set: LabeledImages, members: LabeledImages, nonMembers: LabeledImages,
+    /// Audits the set against the held-out records (DCR in pixel and embedding space, loss attack) on the images a
+    /// model trains on; a multi-formation set's stored images (what leaves the node) also face the DCR attacks, and
+    /// either view failing fails the gate.
+    /// - Returns: the JSON summary (metrics only, no data; a multi-formation set's stored-image report under
+    ///   `stored_images`), whether the policy passed, and why not.
+    private func audit(_ set: SyntheticSet, members: LabeledImages, nonMembers: LabeledImages,
                        descriptor: DatasetDescriptor) async throws -> (String, Bool, String) {
         let config = configuration
         guard !nonMembers.labels.isEmpty, !members.labels.isEmpty else { return ("{}", true, "") }
@@ -207,20 +214,31 @@ public struct NodeRunner: Sendable {
             options.seed = config.seed
             // Equal-sized member and non-member samples keep the test balanced.
             let count = min(members.count, nonMembers.count)
-            let report = MembershipAudit(options: options).run(set: set, members: members.subset(Array(0..<count)),
-                                                               nonMembers: nonMembers)
+            let sample = members.subset(Array(0..<count))
             var failures: [String] = []
-            for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
-                if !metrics.consistentWithChance(alpha: report.alpha) {
-                    failures.append(String(format: "%@ beats chance (AUC %.3f, p = %.4f; TPR@1%%FPR %.3f, p = %.4f; alpha %.4f)",
-                                           name, metrics.auc, metrics.aucPValue, metrics.tprAt1PercentFPR,
-                                           metrics.tprAt1PercentFPRPValue, report.alpha))
-                }
-                if metrics.tprAt1PercentFPR > config.maxTPRAt1PercentFPR {
-                    failures.append("\(name) TPR@1%FPR \(metrics.tprAt1PercentFPR) > \(config.maxTPRAt1PercentFPR)")
+            func judge(_ report: MembershipAudit.Report, view: String) {
+                for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
+                    if !metrics.consistentWithChance(alpha: report.alpha) {
+                        failures.append(String(format: "%@%@ beats chance (AUC %.3f, p = %.4f; TPR@1%%FPR %.3f, p = %.4f; alpha %.4f)",
+                                               view, name, metrics.auc, metrics.aucPValue, metrics.tprAt1PercentFPR,
+                                               metrics.tprAt1PercentFPRPValue, report.alpha))
+                    }
+                    if metrics.tprAt1PercentFPR > config.maxTPRAt1PercentFPR {
+                        failures.append("\(view)\(name) TPR@1%FPR \(metrics.tprAt1PercentFPR) > \(config.maxTPRAt1PercentFPR)")
+                    }
                 }
             }
-            let data = (try? JSONSerialization.data(withJSONObject: report.json(), options: [.sortedKeys])) ?? Data()
+            let report = MembershipAudit(options: options).run(set: set.trainingData, members: sample, nonMembers: nonMembers)
+            judge(report, view: "")
+            var summary = report.json()
+            if set.metadata.formationFactor > 1 {
+                var storedOptions = options
+                storedOptions.attacks = [.dcr, .dcrEmbedding]
+                let stored = MembershipAudit(options: storedOptions).run(set: set.data, members: sample, nonMembers: nonMembers)
+                judge(stored, view: "stored images: ")
+                summary["stored_images"] = stored.json()
+            }
+            let data = (try? JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])) ?? Data()
             return (String(decoding: data, as: UTF8.self), failures.isEmpty, failures.joined(separator: "; "))
         }
     }

@@ -166,6 +166,23 @@ struct HostileInputTests {
         var shifted = set
         shifted.metadata.normalization = Normalization(mean: [0.9], std: [0.1])
         #expect(throws: DatasetError.self) { try shifted.check(belongsTo: DatasetCatalog.digits, maxImagesPerClass: 10) }
+        // A set may not declare a formation factor other than the round's: factor 4 would multiply its training
+        // images (and the coordinator's memory) by 16.
+        var formed = set
+        formed.metadata.formationFactor = 4
+        #expect(throws: DatasetError.self) { try formed.check(belongsTo: DatasetCatalog.digits, maxImagesPerClass: 10) }
+        #expect(throws: Never.self) { try formed.check(belongsTo: DatasetCatalog.digits, maxImagesPerClass: 10, formationFactor: 4) }
+        #expect(throws: DatasetError.self) { try set.check(belongsTo: DatasetCatalog.digits, maxImagesPerClass: 10, formationFactor: 2) }
+    }
+
+    /// A set's formation factor and its recipe's must agree: otherwise readers and audit shadows would train on
+    /// different images.
+    @Test func formationFactorMustMatchTheRecipe() throws {
+        var set = sampleSet()
+        set.metadata.recipe = DistillationRecipe(settings: .distributionMatching(.init(formationFactor: 2)))
+        #expect(throws: DatasetError.self) { try SyntheticSet.decode(set.encoded(), path: "s") }
+        set.metadata.formationFactor = 2
+        #expect(try SyntheticSet.decode(set.encoded(), path: "s").trainingData.count == 4 * set.data.count)
     }
 
     // MARK: Other parsers

@@ -145,4 +145,24 @@ struct RecipeCommandTests {
         #expect(status == 0 || status == 3, "\(child.output)")
         #expect(child.output.contains("shadow recipe (the set's own)") && child.output.contains("\"width\":64"), "\(child.output)")
     }
+
+    /// A multi-formation set is audited on its decoded training images and, with the distance attacks, on the stored
+    /// images that are shared.
+    @Test func auditCoversAFormationSetsStoredImages() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/f.safetensors"
+        let set = try distill(["--width", "16", "--iterations", "2", "--ipc", "1", "--formation", "2", "--bank", "0"], out: path)
+        #expect(set.metadata.formationFactor == 2 && set.trainingData.count == 40)
+        let child = try ChildProcess("audit", ["audit", "--set", path, "--members", "digits:train:0-40", "--nonmembers",
+                                               "digits:test:0-40", "--attacks", "dcr,loss", "--epochs", "1", "--resamples", "10",
+                                               "--json", directory + "/a.json"])
+        let status = await child.waitForExit()
+        #expect(status == 0 || status == 3, "\(child.output)")
+        #expect(child.output.contains("stored images (what is shared"), "\(child.output)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/a.json"))) as? [String: Any])
+        let stored = try #require(report["stored_images"] as? [String: Any])
+        #expect((stored["attacks"] as? [String: Any])?.keys.sorted() == ["dcr"])
+        #expect((report["attacks"] as? [String: Any])?.keys.sorted() == ["dcr", "loss"])
+    }
 }

@@ -102,6 +102,12 @@ struct RoundRecipeTests {
         round.recipeJson = DistillationRecipe.reference(.dm).json()
         node.dpEpsilon = 2
         #expect(try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round).settings == .standard)
+        // The round's formation factor survives the node's DP budget (the coordinator refuses a set without it).
+        var formed = DistillationRecipe.reference(.dm)
+        formed.settings = .distributionMatching(.init(bankSize: 100, trainedNetworks: 4, trainingSteps: 200, classLossWeight: 1, formationFactor: 2))
+        round.recipeJson = formed.json()
+        let dpFormed = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round)
+        #expect(dpFormed.settings == .distributionMatching(.init(formationFactor: 2)) && dpFormed.privacy != nil)
         // A recipe the node's DP budget cannot apply to is a clear error, not a trap.
         round.recipeJson = DistillationRecipe.reference(.dc).json()
         #expect(throws: NodeError.self) { try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round) }

@@ -46,6 +46,7 @@ public enum MultiFormation {
     /// The training images of `images` (`[N, C, H, W]`): `[N·factor², C, H, W]`. Factor 1 returns the input.
     public static func decode(_ images: Tensor, factor: Int) -> Tensor {
         guard factor > 1 else { return images }
+        precondition(problem(factor: factor, imageShape: Array(images.shape.dropFirst())) == nil, "factor \(factor) cannot decode \(images.shape)")
         let (n, channels, height, width) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
         let (tileHeight, tileWidth) = (height / factor, width / factor)
         let rows = Axis(tile: tileHeight, output: height), columns = Axis(tile: tileWidth, output: width)
@@ -83,6 +84,7 @@ public enum MultiFormation {
         guard factor > 1 else { return gradient }
         let tiles = factor * factor
         precondition(gradient.shape[0] % tiles == 0, "a decoded batch holds factor² images per stored image")
+        precondition(problem(factor: factor, imageShape: Array(gradient.shape.dropFirst())) == nil, "factor \(factor) cannot encode \(gradient.shape)")
         let (channels, height, width) = (gradient.shape[1], gradient.shape[2], gradient.shape[3])
         let n = gradient.shape[0] / tiles
         let (tileHeight, tileWidth) = (height / factor, width / factor)

@@ -169,6 +169,9 @@ public struct SyntheticSet: Sendable {
                 do { recipe = try DistillationRecipe.decode(json: text) } catch {
                     throw .malformed(path: path, reason: "metadata 'recipe' is not valid: \(error)")
                 }
+                if let recipe, recipe.formationFactor != formationFactor {
+                    throw .malformed(path: path, reason: "metadata 'formation_factor' (\(formationFactor)) differs from the recipe's (\(recipe.formationFactor))")
+                }
             }
         }
 
@@ -267,8 +270,9 @@ public struct SyntheticSet: Sendable {
     }
 
     /// Checks that a set received from a peer belongs to a round on `descriptor`: the same dataset name, image
-    /// shape, class count and normalisation, and at most `maxImagesPerClass` images per class.
-    public func check(belongsTo descriptor: DatasetDescriptor, maxImagesPerClass: Int) throws(DatasetError) {
+    /// shape, class count and normalisation, at most `maxImagesPerClass` images per class, and the round's
+    /// multi-formation factor (a set may not multiply its training images beyond what the round asked).
+    public func check(belongsTo descriptor: DatasetDescriptor, maxImagesPerClass: Int, formationFactor: Int = 1) throws(DatasetError) {
         try check(fits: descriptor)
         let path = "set for \(descriptor.name)"
         guard metadata.dataset == descriptor.name else {
@@ -283,6 +287,9 @@ public struct SyntheticSet: Sendable {
         }
         guard metadata.imagesPerClass <= maxImagesPerClass else {
             throw .malformed(path: path, reason: "set declares \(metadata.imagesPerClass) images per class, the round allows at most \(maxImagesPerClass)")
+        }
+        guard metadata.formationFactor == formationFactor else {
+            throw .malformed(path: path, reason: "set declares formation factor \(metadata.formationFactor), the round's is \(formationFactor)")
         }
     }
 

@@ -248,11 +248,12 @@ struct EvaluateCommand: ParsableCommand {
                                        augmentation: noDSA ? nil : DSA(dataset: splits.descriptor.name), seed: seed)
         let progress = ProgressDisplay(label: "evaluate epoch")
         let start = Date()
-        let report = evaluation.evaluate(synthetic.trainingData, test: splits.test) { model, epoch in
+        let training = synthetic.trainingData
+        let report = evaluation.evaluate(training, test: splits.test) { model, epoch in
             progress.update(done: model * epochs + epoch, total: models * epochs, elapsed: Date().timeIntervalSince(start),
                             fields: [("model", "\(model + 1)/\(models)")])
         }
-        print(String(format: "%@: %d images, %d models × %d epochs: accuracy %.2f%% ± %.2f%% (%.0f s)", set, synthetic.trainingData.count,
+        print(String(format: "%@: %d images, %d models × %d epochs: accuracy %.2f%% ± %.2f%% (%.0f s)", set, training.count,
                      models, epochs, 100 * report.mean, 100 * report.standardDeviation, report.seconds))
         print("per class: " + report.perClass.map { String(format: "%.1f", 100 * $0) }.joined(separator: " "))
         if let json {
