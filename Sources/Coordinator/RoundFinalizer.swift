@@ -126,8 +126,7 @@ struct RoundFinalizer: Sendable {
             let recipe = DistillationRecipe(method: .dm, imagesPerClass: configuration.globalImagesPerClass,
                                             iterations: configuration.nodeIterations, network: .init(width: configuration.width),
                                             imageLearningRate: learningRate, seed: configuration.seed,
-                                            settings: configuration.formationFactor == 1 ? .standard
-                                                : .distributionMatching(.init(formationFactor: configuration.formationFactor)))
+                                            settings: .plainDistributionMatching(formationFactor: configuration.formationFactor))
             let centralized = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor)
             baselines["centralized_dm"] = evaluation.evaluate(centralized.trainingData, test: splits.test)
             lap("centralized-dm")

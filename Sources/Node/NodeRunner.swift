@@ -176,7 +176,7 @@ public struct NodeRunner: Sendable {
             // DP-DM is plain DM: the bank goes (its means and trained networks are not privatised); the formation
             // factor stays (it shapes the synthetic side only, and the coordinator expects the round's factor).
             if case let .distributionMatching(settings) = recipe.settings {
-                recipe.settings = settings.formationFactor == 1 ? .standard : .distributionMatching(.init(formationFactor: settings.formationFactor))
+                recipe.settings = .plainDistributionMatching(formationFactor: settings.formationFactor)
             }
         }
         do { try recipe.validate() } catch { throw NodeError.invalid("with this node's settings the round's recipe is invalid: \(error)") }
@@ -228,13 +228,11 @@ public struct NodeRunner: Sendable {
                     }
                 }
             }
-            let report = MembershipAudit(options: options).run(set: set.trainingData, members: sample, nonMembers: nonMembers)
+            let audit = MembershipAudit(options: options)
+            let report = audit.run(set: set.trainingData, members: sample, nonMembers: nonMembers)
             judge(report, view: "")
             var summary = report.json()
-            if set.metadata.formationFactor > 1 {
-                var storedOptions = options
-                storedOptions.attacks = [.dcr, .dcrEmbedding]
-                let stored = MembershipAudit(options: storedOptions).run(set: set.data, members: sample, nonMembers: nonMembers)
+            if let stored = audit.storedImagesReport(set, members: sample, nonMembers: nonMembers) {
                 judge(stored, view: "stored images: ")
                 summary["stored_images"] = stored.json()
             }

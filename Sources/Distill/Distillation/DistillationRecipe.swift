@@ -214,6 +214,11 @@ public struct DistillationRecipe: Codable, Sendable, Equatable {
             }
         }
 
+        /// Plain DM (no bank) with multi-formation factor `formationFactor`: `.standard` when the factor is 1.
+        public static func plainDistributionMatching(formationFactor: Int) -> MethodSettings {
+            formationFactor == 1 ? .standard : .distributionMatching(.init(formationFactor: formationFactor))
+        }
+
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             switch self {

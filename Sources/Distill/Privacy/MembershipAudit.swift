@@ -188,3 +188,17 @@ extension MembershipAudit.Report {
         return svg + "</svg>\n"
     }
 }
+
+extension MembershipAudit {
+    /// A multi-formation set trains models on decoded tiles, but what is shared are its stored images: this runs the
+    /// distance attacks among `options.attacks` (`dcr`, `dcr_embedding`) on the stored images, without a baseline.
+    /// nil when the set is not multi-formation or no distance attack is asked for.
+    public func storedImagesReport(_ set: SyntheticSet, members: LabeledImages, nonMembers: LabeledImages) -> Report? {
+        let distance = options.attacks.filter { $0 == .dcr || $0 == .dcrEmbedding }
+        guard set.metadata.formationFactor > 1, !distance.isEmpty else { return nil }
+        var stored = options
+        stored.attacks = distance
+        stored.includeBaseline = false
+        return MembershipAudit(options: stored).run(set: set.data, members: members, nonMembers: nonMembers)
+    }
+}

@@ -116,14 +116,7 @@ struct AuditCommand: ParsableCommand {
         if let shadowFailure { throw CommandFailure("a shadow distillation failed: \(shadowFailure)") }
         // A multi-formation set trains models on decoded tiles, but what is shared are the stored images: the distance
         // attacks also run on those, and either view failing fails the audit.
-        var storedReport: MembershipAudit.Report?
-        let storedAttacks = options.attacks.filter { $0 == .dcr || $0 == .dcrEmbedding }
-        if metadata.formationFactor > 1, !storedAttacks.isEmpty {
-            var storedOptions = options
-            storedOptions.attacks = storedAttacks
-            storedOptions.includeBaseline = false
-            storedReport = MembershipAudit(options: storedOptions).run(set: shared.data, members: memberRecords, nonMembers: nonMemberRecords)
-        }
+        let storedReport = audit.storedImagesReport(shared, members: memberRecords, nonMembers: nonMemberRecords)
         let passed = report.passed && (storedReport?.passed ?? true)
         print("attack".padding(16) + "AUC [95% CI]".padding(24) + "TPR@1%FPR [CI]".padding(24) + "TPR@0.1%FPR".padding(13) + "p(AUC)".padding(9) + "p(TPR)".padding(9) + "chance?")
         func line(_ name: String, _ m: MembershipMetrics, alpha: Double? = nil) -> String {
