@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates Sources/Protocol/Generated/ from Sources/Protocol/Proto/feddistill.proto.
+# Regenerates Sources/Protocol/Generated/ from Sources/Protocol/Proto/*.proto (the federation service and the
+# standard gRPC health service).
 #
 # The build never runs a protoc plugin: the generated Swift files are committed. Run this script
 # after changing the .proto (add fields with new numbers only; field numbers are frozen).
@@ -40,5 +41,5 @@ protoc \
     --swift_out="$out" \
     --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
     --grpc-swift-2_out="$out" \
-    feddistill.proto
+    $(cd "$repo/Sources/Protocol/Proto" && ls *.proto)
 echo "generated: $(ls "$out")"

@@ -108,21 +108,24 @@ public enum CoordinatorServer {
         let round = try RoundCoordinator(configuration: configuration, logger: logger,
                                          metricsFactory: metricsRegistry.map { PrometheusMetricsFactory(registry: $0) }
                                              ?? MetricsSystem.factory)
+        let federation = CoordinatorService(round: round, logger: logger)
+        // The standard health service on the same mutual-TLS port, refusing revoked certificates like the federation's.
+        let health = HealthService(board: round.health.board) { context in try federation.refusingRevoked(context) {} }
         let server = GRPCServer(
             transport: FederationTransport.server(host: configuration.host, port: configuration.port,
                                                   credentials: configuration.credentials,
                                                   connectionLimits: configuration.connectionLimits(logger: logger)),
-            services: [CoordinatorService(round: round, logger: logger)])
+            services: [federation, health])
         let roundService = RoundService(round: round, server: server, logger: logger, closeRoundSignals: closeRoundSignals,
                                         onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: GRPCServerService(server: server)),
+            .init(service: GRPCServerService(server: server, health: round.health)),
             .init(service: roundService, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
         if let metricsRegistry, let port = configuration.metricsPort {
             services.append(.init(service: MetricsHTTPServer(host: configuration.metricsHost, port: port,
-                                                             registry: metricsRegistry, logger: logger,
+                                                             registry: metricsRegistry, health: round.health, logger: logger,
                                                              onListening: onMetricsListening)))
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -140,11 +143,14 @@ public enum CoordinatorServer {
 /// The gRPC server as a lifecycle service.
 struct GRPCServerService: Service {
     let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let health: CoordinatorHealth
 
     func run() async throws {
         try await withGracefulShutdownHandler {
             try await server.serve()
         } onGracefulShutdown: {
+            // NOT_SERVING first, which also ends open health watches (they would hold the shutdown).
+            health.stopping()
             server.beginGracefulShutdown()
         }
     }
@@ -164,6 +170,7 @@ struct RoundService: Service {
             throw RoundFailure(reason: "the server did not bind")
         }
         logger.info("coordinator listening", metadata: ["port": "\(port)"])
+        round.health.listening()
         onListening(port)
         try await round.resume()
         try await withGracefulShutdownHandler {

@@ -5,31 +5,39 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 
-/// Serves `GET /metrics` in the Prometheus text format (plain HTTP; bind it to a private interface).
+/// Serves, over plain HTTP (bind it to a private interface):
+/// - `GET /metrics`: the Prometheus text format;
+/// - `GET /healthz` (liveness): 200 while the process answers, with the round's phase as JSON;
+/// - `GET /readyz` (readiness): 200 while the coordinator's gRPC server listens and is not shutting down, 503
+///   otherwise — in every round phase, since nodes need the coordinator after the round closes to learn the result.
+/// Orchestrators probe these: Kubernetes' own gRPC probe speaks no TLS, and the federation port requires mutual TLS.
 /// Any other path is 404, any other method 405.
 public struct MetricsHTTPServer: Service {
     let host: String
     let port: Int
     let registry: PrometheusCollectorRegistry
+    let health: CoordinatorHealth?
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
 
-    public init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger,
-                onListening: @escaping @Sendable (Int) -> Void = { _ in }) {
+    /// Without `health`, `/healthz` and `/readyz` are 404.
+    public init(host: String, port: Int, registry: PrometheusCollectorRegistry, health: CoordinatorHealth? = nil,
+                logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.host = host
         self.port = port
         self.registry = registry
+        self.health = health
         self.logger = logger
         self.onListening = onListening
     }
 
     public func run() async throws {
-        let registry = self.registry
+        let (registry, health) = (self.registry, self.health)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(MetricsHandler(registry: registry))
+                    channel.pipeline.addHandler(MetricsHandler(registry: registry, health: health))
                 }
             }
             .bind(host: host, port: port).get()
@@ -49,9 +57,18 @@ private final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = HTTPServerResponsePart
 
     let registry: PrometheusCollectorRegistry
+    let health: CoordinatorHealth?
     var head: HTTPRequestHead?
 
-    init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+    init(registry: PrometheusCollectorRegistry, health: CoordinatorHealth?) {
+        self.registry = registry
+        self.health = health
+    }
+
+    /// `{"serving":true,"phase":"open","round_id":1}`: every value is the coordinator's own, never a peer's.
+    static func healthJSON(_ snapshot: CoordinatorHealth.Snapshot) -> [UInt8] {
+        Array("{\"serving\":\(snapshot.serving),\"phase\":\"\(snapshot.phase.rawValue)\",\"round_id\":\(snapshot.roundID)}\n".utf8)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -62,19 +79,28 @@ private final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
             head = nil
             let status: HTTPResponseStatus
             var body: [UInt8]
+            var contentType = "text/plain"
+            let path = request.uri.split(separator: "?", omittingEmptySubsequences: false).first.map(String.init) ?? ""
             if request.method != .GET {
                 status = .methodNotAllowed
                 body = Array("only GET\n".utf8)
-            } else if request.uri.split(separator: "?").first != "/metrics" {
-                status = .notFound
-                body = Array("not found; metrics are at /metrics\n".utf8)
-            } else {
+            } else if path == "/metrics" {
                 status = .ok
+                contentType = "text/plain; version=0.0.4"
                 body = []
                 registry.emit(into: &body)
+            } else if let health, path == "/healthz" || path == "/readyz" {
+                let snapshot = health.snapshot
+                status = path == "/healthz" || snapshot.serving ? .ok : .serviceUnavailable
+                contentType = "application/json"
+                body = Self.healthJSON(snapshot)
+            } else {
+                status = .notFound
+                body = Array((health == nil ? "not found; metrics are at /metrics\n"
+                              : "not found; paths are /metrics, /healthz and /readyz\n").utf8)
             }
             var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: status == .ok ? "text/plain; version=0.0.4" : "text/plain")
+            headers.add(name: "Content-Type", value: contentType)
             headers.add(name: "Content-Length", value: "\(body.count)")
             headers.add(name: "Connection", value: "close")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),

@@ -57,6 +57,8 @@ public actor RoundCoordinator {
     var failure: String?
     /// The round's state as stored when this process started (`open` or `closed`).
     let storedState: CoordinatorDatabase.RoundState
+    /// Whether the coordinator serves and the round's phase, for the health service and the HTTP probes.
+    public nonisolated let health: CoordinatorHealth
 
     /// Opens the state database and loads keys. A restart keeps the round's original deadline; call ``resume()``
     /// to replay the submissions already stored.
@@ -84,6 +86,7 @@ public actor RoundCoordinator {
         default: break
         }
         storedState = round.state
+        health = CoordinatorHealth(roundID: configuration.roundID, phase: round.state == .closed ? .finalizing : .open)
         sealingKeys = try KeyFiles.readSealingKeys(configuration.sealingKeyPath)
         var keys: [String: SigningPublicKey] = [:]
         for node in configuration.expectedNodes {
@@ -233,6 +236,7 @@ public actor RoundCoordinator {
         response.nodes = UInt64(try database.nodeCount())
         response.submissions = UInt64(try database.submissionCount(round: configuration.roundID))
         response.currentRoundID = configuration.roundID
+        response.phase = health.snapshot.phase.wire
         return response
     }
 
@@ -288,6 +292,7 @@ public actor RoundCoordinator {
             logger.info("round closed", metadata: ["round.id": "\(configuration.roundID)", "submissions": "\(submitted.count)"])
             publish { $0.roundClosed.submissionCount = UInt32(submitted.count) }
             metrics.roundState.record(1)
+            health.enter(.finalizing)
             persistState(.closed)
             let failures = Dictionary(uniqueKeysWithValues: Set(configuration.expectedNodes).subtracting(submitted).map {
                 ($0, "no submission before the round closed")
@@ -295,6 +300,7 @@ public actor RoundCoordinator {
             finalizationContinuation.yield(FinalizationRequest(submitted: submitted, failures: failures))
         case let .fail(reason):
             logger.error("round failed", metadata: ["reason": "\(reason)"])
+            health.enter(.failed)
             persistState(.failed, failure: reason)
             end(.failure(RoundFailure(reason: reason)))
         }
@@ -329,6 +335,7 @@ public actor RoundCoordinator {
             }
             self.result = result
             metrics.roundState.record(2)
+            health.enter(.finished)
             metrics.globalAccuracy.record(result.global.mean)
             for (phase, seconds) in result.phaseSeconds { metrics.phase(phase, seconds: seconds) }
             let report = String(decoding: result.json(maxBytes: configuration.maxReportBytes), as: UTF8.self)
@@ -347,6 +354,7 @@ public actor RoundCoordinator {
     private func fail(finalizing reason: String) {
         logger.error("round finalisation failed", metadata: ["error": "\(reason)"])
         metrics.roundState.record(3)
+        health.enter(.failed)
         persistState(.failed, failure: reason)
         end(.failure(RoundFailure(reason: reason)))
     }

@@ -29,7 +29,8 @@ struct CommandLineTests {
                           distill + ["--dp-epsilon", "1", "--init", "real"], distill + ["--dp-epsilon", "1", "--method", "dc"],
                           distill + ["--dp-epsilon=0"], distill + ["--dp-epsilon", "1", "--dp-delta", "2"],
                           distill + ["--dp-epsilon", "1", "--norm", "batch"], distill + ["--snapshot-every", "0"],
-                          distill + ["--snapshot-every", "5", "--method", "random"], ["simulate", "--dp-epsilon=-2"]] {
+                          distill + ["--snapshot-every", "5", "--method", "random"], ["simulate", "--dp-epsilon=-2"],
+                          ["status", "--coordinator", "h:1", "--name", "n", "--service", "feddistill.round"]] {
             #expect(throws: (any Error).self, "\(arguments)") { _ = try FedDistillCommand.parseAsRoot(arguments) }
             do {
                 _ = try FedDistillCommand.parseAsRoot(arguments)

@@ -30,6 +30,61 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// The life of a round as the coordinator reports it (status and the health service).
+public nonisolated enum Feddistill_V1_RoundPhase: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Admitting submissions.
+  case `open` // = 1
+
+  /// Closed; merging the submitted sets and evaluating the global model.
+  case finalizing // = 2
+
+  /// The result is written.
+  case finished // = 3
+
+  /// The round cannot complete (the reason is in the round's failure event and the coordinator's log).
+  case failed // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .open
+    case 2: self = .finalizing
+    case 3: self = .finished
+    case 4: self = .failed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .open: return 1
+    case .finalizing: return 2
+    case .finished: return 3
+    case .failed: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Feddistill_V1_RoundPhase] = [
+    .unspecified,
+    .open,
+    .finalizing,
+    .finished,
+    .failed,
+  ]
+
+}
+
 public nonisolated struct Feddistill_V1_JoinRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -349,6 +404,9 @@ public nonisolated struct Feddistill_V1_StatusResponse: Sendable {
   /// The round currently open, 0 if none.
   public var currentRoundID: UInt64 = 0
 
+  /// Where the current round is (field added in protocol 1; an older coordinator leaves it UNSPECIFIED).
+  public var phase: Feddistill_V1_RoundPhase = .unspecified
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -357,6 +415,10 @@ public nonisolated struct Feddistill_V1_StatusResponse: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "feddistill.v1"
+
+nonisolated extension Feddistill_V1_RoundPhase: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROUND_PHASE_UNSPECIFIED\0\u{1}ROUND_PHASE_OPEN\0\u{1}ROUND_PHASE_FINALIZING\0\u{1}ROUND_PHASE_FINISHED\0\u{1}ROUND_PHASE_FAILED\0")
+}
 
 nonisolated extension Feddistill_V1_JoinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JoinRequest"
@@ -1013,7 +1075,7 @@ nonisolated extension Feddistill_V1_StatusRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Feddistill_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rounds\0\u{1}nodes\0\u{1}submissions\0\u{3}current_round_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rounds\0\u{1}nodes\0\u{1}submissions\0\u{3}current_round_id\0\u{1}phase\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1025,6 +1087,7 @@ nonisolated extension Feddistill_V1_StatusResponse: SwiftProtobuf.Message, Swift
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.nodes) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.submissions) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.currentRoundID) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.phase) }()
       default: break
       }
     }
@@ -1043,6 +1106,9 @@ nonisolated extension Feddistill_V1_StatusResponse: SwiftProtobuf.Message, Swift
     if self.currentRoundID != 0 {
       try visitor.visitSingularUInt64Field(value: self.currentRoundID, fieldNumber: 4)
     }
+    if self.phase != .unspecified {
+      try visitor.visitSingularEnumField(value: self.phase, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1051,6 +1117,7 @@ nonisolated extension Feddistill_V1_StatusResponse: SwiftProtobuf.Message, Swift
     if lhs.nodes != rhs.nodes {return false}
     if lhs.submissions != rhs.submissions {return false}
     if lhs.currentRoundID != rhs.currentRoundID {return false}
+    if lhs.phase != rhs.phase {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -202,21 +202,73 @@ extension AsyncParsableCommand {
 }
 
 struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Ask a coordinator for its rounds, nodes and submissions.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Ask a coordinator for its rounds, nodes and submissions, or for its health.",
+        discussion: """
+            With --health, asks the standard gRPC health service (grpc.health.v1.Health) on the same mutual-TLS port \
+            and prints every service's status; exits non-zero unless --service (default "", the server) is SERVING, \
+            so that it can serve as an exec probe. Service names: "" and feddistill.v1.Federation (SERVING while the \
+            coordinator serves, in every round phase) and feddistill.round (SERVING while the round admits submissions).
+            """)
     @Option(help: "Coordinator HOST:PORT.") var coordinator: String
     @Option(name: .customLong("credentials-dir"), help: "Certificates and keys directory.") var credentialsDir = "certs"
     @Option(help: "Client certificate name in the credentials directory.") var name: String
+    @Flag(help: "Ask the health service instead of the federation's status.") var health = false
+    @Option(help: "With --health: the service whose status decides the exit status (\"\" is the server as a whole).")
+    var service = ""
+
+    func validate() throws {
+        if !health && service != "" { throw ValidationError("--service needs --health") }
+    }
 
     func run() async throws {
         let parts = coordinator.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--coordinator must be HOST:PORT") }
+        let serving: Bool
         do {
             let transport = try FederationTransport.client(host: String(parts[0]), port: port,
                                                            credentials: TLSCredentials.inDirectory(credentialsDir, name: name))
-            let status = try await withGRPCClient(transport: transport) { client in
-                try await Feddistill_V1_Federation.Client(wrapping: client).status(Feddistill_V1_StatusRequest())
+            serving = try await withGRPCClient(transport: transport) { client in
+                let federation = Feddistill_V1_Federation.Client(wrapping: client)
+                guard health else {
+                    let status = try await federation.status(Feddistill_V1_StatusRequest())
+                    print("round \(status.currentRoundID) (\(Self.describe(status.phase))): \(status.rounds) round(s), "
+                          + "\(status.nodes) node(s) joined, \(status.submissions) submission(s)")
+                    return true
+                }
+                let checker = Grpc_Health_V1_Health.Client(wrapping: client)
+                let all = try await checker.list(Grpc_Health_V1_HealthListRequest())
+                for (name, entry) in all.statuses.sorted(by: { $0.key < $1.key }) {
+                    print("\(name.isEmpty ? "(server)" : name): \(Self.describe(entry.status))")
+                }
+                var request = Grpc_Health_V1_HealthCheckRequest()
+                request.service = service
+                return try await checker.check(request).status == .serving
             }
-            print("round \(status.currentRoundID): \(status.rounds) round(s), \(status.nodes) node(s) joined, \(status.submissions) submission(s)")
+        } catch let error as RPCError where health && error.code == .notFound {
+            throw CommandFailure("the coordinator reports no health status for service '\(service)'")
         } catch { throw CommandFailure(error) }
+        guard serving else {
+            throw CommandFailure("\(service.isEmpty ? "the coordinator" : "service \(service)") is not SERVING")
+        }
+    }
+
+    static func describe(_ status: Grpc_Health_V1_HealthCheckResponse.ServingStatus) -> String {
+        switch status {
+        case .serving: "SERVING"
+        case .notServing: "NOT_SERVING"
+        case .serviceUnknown: "SERVICE_UNKNOWN"
+        case .unknown, .UNRECOGNIZED: "UNKNOWN"
+        }
+    }
+
+    static func describe(_ phase: Feddistill_V1_RoundPhase) -> String {
+        switch phase {
+        case .open: "open"
+        case .finalizing: "finalizing"
+        case .finished: "finished"
+        case .failed: "failed"
+        case .unspecified, .UNRECOGNIZED: "phase not reported"
+        }
     }
 }
