@@ -8,7 +8,7 @@ struct CertsCommand: ParsableCommand {
             Files: DIR/ca.pem and DIR/ca.key for the CA, DIR/NAME.pem and DIR/NAME.key for each issued \
             certificate. Private keys are created with mode 0600; existing files are never replaced without --force.
             """,
-        subcommands: [Init.self, Issue.self, Revoke.self])
+        subcommands: [Init.self, Issue.self, Revoke.self, Export.self])
 
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a federation CA (P-256, self-signed).")
@@ -79,6 +79,44 @@ struct CertsCommand: ParsableCommand {
             do {
                 let fingerprint = try RevocationList.revoke(name: name, inDirectory: directory)
                 print("revoked \(name) (sha256 \(fingerprint)) in \(directory)/\(RevocationList.fileName)")
+            } catch { throw CommandFailure(error) }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write provisioned credentials as Kubernetes Secret manifests (deploy/kubernetes mounts them).",
+            discussion: """
+                Reads a credentials root laid out by docker/provision.sh (coordinator/, one directory per node, \
+                healthcheck/) and writes one Secret per role directory, named feddistill-ROLE-credentials, each file a \
+                key. The CA directory (ca/) is never exported, and a role directory holding ca.key is refused. The \
+                output holds private keys: it is written with mode 0600; apply it with `kubectl apply -f FILE` and never \
+                commit it. Each organisation exports only its own node (--role NODE).
+                """)
+        @Flag(help: "Kubernetes Secret manifests (the only export format).") var kubernetes = false
+        @Option(name: .customLong("dir"), help: "The credentials root (FEDDISTILL_CERTS_DIR of docker/provision.sh).")
+        var directory: String
+        @Option(name: .customLong("role"), parsing: .singleValue,
+                help: "A role directory to export (repeatable; default: all but ca/).") var roles: [String] = []
+        @Option(help: "The namespace the Secrets go in (default: none, the kubectl context's).") var namespace: String?
+        @Option(help: "Output file (mode 0600); '-' for standard output.") var out = "-"
+        @Flag(help: "Replace an existing output file.") var force = false
+
+        func validate() throws {
+            guard kubernetes else { throw ValidationError("choose an export format: --kubernetes") }
+        }
+
+        func run() throws {
+            do {
+                let manifests = try KubernetesSecrets.manifests(root: directory, roles: roles.isEmpty ? nil : roles,
+                                                                namespace: namespace)
+                if out == "-" {
+                    print(manifests, terminator: "")
+                } else {
+                    try KubernetesSecrets.write(manifests, to: out, overwrite: force)
+                    let count = manifests.split(separator: "\n").filter { $0 == "kind: Secret" }.count
+                    print("wrote \(count) Secret manifest(s) to \(out) (0600; holds private keys, never commit it)")
+                }
             } catch { throw CommandFailure(error) }
         }
     }
