@@ -5,7 +5,7 @@ SWIFT ?= swift
 RELEASE_BIN := .build/release/feddistill
 DEBUG_BIN := .build/debug/feddistill
 
-.PHONY: all deps build release test test-slow test-all demo bench fuzz clean help netns-cluster compose-config compose-smoke
+.PHONY: all deps build release test test-slow test-all demo bench fuzz clean help netns-cluster compose-config compose-smoke k8s-validate
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "make netns-cluster   a round with the coordinator and 3 nodes in separate network namespaces (root)"
 	@echo "make compose-config  validate docker/compose.yaml and its overrides with docker-compose"
 	@echo "make compose-smoke   run the docker compose cluster on a private dockerd, no registry needed (root)"
+	@echo "make k8s-validate    render deploy/kubernetes overlays and validate them offline against the Kubernetes schemas"
 
 deps:
 	@scripts/install-deps.sh
@@ -68,6 +69,11 @@ fuzz: deps
 # $(RELEASE_BIN); both clean up after themselves, also on failure.
 netns-cluster: release
 	FEDDISTILL_BIN=$(RELEASE_BIN) scripts/netns-cluster.sh
+
+# Kubernetes manifests (deploy/kubernetes): render every overlay, validate it offline against the Kubernetes schemas
+# (kubernetes-validate from PyPI, in .build/k8s-tools) and the deployment policy, with Secrets exported by the binary.
+k8s-validate: release
+	FEDDISTILL_BIN=$(RELEASE_BIN) scripts/k8s-validate.sh
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 compose-config:
