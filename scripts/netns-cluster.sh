@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# A federated round across real network boundaries on one machine: the coordinator and three nodes each run in a
-# network namespace of their own, joined by veth pairs to a bridge in a fifth namespace, on 10.77.0.0/24. Every link
-# and address lives inside namespaces this script creates; the host's interfaces, routes and firewall are never
+# A federated round across real network boundaries on one machine: the coordinator and N nodes (default 3) each run
+# in a network namespace of their own, joined by veth pairs to a bridge in one more namespace, on 10.77.0.0/24. Every
+# link and address lives inside namespaces this script creates; the host's interfaces, routes and firewall are never
 # touched (the script compares them before and after). Needs root and iproute2.
 #
 #   scripts/netns-cluster.sh            (make netns-cluster)
+#   FEDDISTILL_NETNS_NODES=10 FEDDISTILL_NETNS_DELAY_MS=50 FEDDISTILL_NETNS_LOSS=0.01 scripts/netns-cluster.sh
+#
+# With a delay or a loss, the middle namespace routes instead of bridging, and every packet crosses a userspace
+# emulator there (scripts/netem-router.py, on a TUN device: this machine's kernel has no netem qdisc) that drops it
+# with probability LOSS or forwards it DELAY ms later, as `tc ... netem delay DELAY loss LOSS` on every namespace's
+# interface would: one-way delay DELAY, round trip 2·DELAY. The summary then also counts the packets and bytes that
+# crossed the emulated network.
 #
 # The processes get the same environment variables as docker/compose.yaml: the round settings from
 # docker/cluster.env plus, per process, where to listen or connect and which partition to hold. The coordinator's
@@ -16,6 +23,10 @@
 #   FEDDISTILL_DATASET       dataset (default digits, embedded); FEDDISTILL_DATA: data directory for others
 #   FEDDISTILL_NETNS_SUBNET  first three octets of the /24 (default 10.77.0)
 #   FEDDISTILL_NETNS_PORT    coordinator port (default 7443); FEDDISTILL_NETNS_METRICS_PORT: metrics (default 9464)
+#   FEDDISTILL_NETNS_NODES   number of nodes, 1...200 (default 3); the round expects them all, quorum from cluster.env
+#   FEDDISTILL_NETNS_DELAY_MS, FEDDISTILL_NETNS_LOSS  emulated one-way delay (ms) and packet loss (0...1) (default 0)
+#   FEDDISTILL_NETNS_PRIVACY_GATE  true/false: the nodes' privacy gate (default: cluster.env's, true). With many
+#                            nodes on digits each holds a dozen records per class and the gate refuses most sets
 #   FEDDISTILL_NETNS_TIMEOUT seconds before the run is declared failed (default 900)
 #   FEDDISTILL_NETNS_KEEP    1: keep the work directory (certificates, state, logs) and print its path
 #   FEDDISTILL_SWIFT_BACKTRACE  swift-backtrace-static for crash reports (default: beside the `swift` on PATH)
@@ -32,8 +43,11 @@ port=${FEDDISTILL_NETNS_PORT:-7443}
 metrics_port=${FEDDISTILL_NETNS_METRICS_PORT:-9464}
 timeout_seconds=${FEDDISTILL_NETNS_TIMEOUT:-900}
 keep=${FEDDISTILL_NETNS_KEEP:-0}
-nodes=(node-1 node-2 node-3)
+node_count=${FEDDISTILL_NETNS_NODES:-3}
+delay_ms=${FEDDISTILL_NETNS_DELAY_MS:-0}
+loss=${FEDDISTILL_NETNS_LOSS:-0}
 coordinator_ip=$subnet.1
+router_ip=$subnet.254
 
 say() { printf 'netns-cluster: %s\n' "$*"; }
 die() { printf 'netns-cluster: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -43,6 +57,13 @@ command -v ip >/dev/null || die "iproute2 (ip) is not installed"
 [[ -x $bin ]] || die "no executable at $bin; build it with 'make release' or set FEDDISTILL_BIN"
 bin=$(readlink -f "$bin")
 [[ -f docker/cluster.env && -x docker/provision.sh ]] || die "docker/cluster.env or docker/provision.sh missing"
+[[ $node_count =~ ^[0-9]+$ ]] && ((node_count >= 1 && node_count <= 200)) \
+    || die "FEDDISTILL_NETNS_NODES must be a whole number in 1...200 (got '$node_count')"
+emulate=$(python3 -c "import sys; d, l = float(sys.argv[1]), float(sys.argv[2]); \
+assert d >= 0 and 0 <= l < 1; print(1 if d > 0 or l > 0 else 0)" "$delay_ms" "$loss" 2>/dev/null) \
+    || die "FEDDISTILL_NETNS_DELAY_MS must be ≥ 0 and FEDDISTILL_NETNS_LOSS in [0, 1) (got '$delay_ms', '$loss')"
+nodes=()
+for i in $(seq "$node_count"); do nodes+=("node-$i"); done
 
 start_time=$SECONDS
 tag=fdd$$
@@ -95,27 +116,57 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --- network: one bridge in its own namespace, one veth pair per process -------------------------------------------
+# --- network: a bridge (or, with emulated delay/loss, a router) in its own namespace, one veth pair per process ----
 add_namespace() {
     ip netns add "$1"
     namespaces+=("$1")
     ip -n "$1" link set lo up
 }
 add_namespace "$lan"
-ip -n "$lan" link add br0 type bridge
-ip -n "$lan" link set br0 up
-# attach NAMESPACE ADDRESS PORTNAME: eth0 in NAMESPACE, its peer PORTNAME on the bridge. Both ends are created inside
-# namespaces (never in the host's), so nothing appears in the root namespace even for a moment.
+emulator_pid=
+if ((emulate)); then
+    # Routed: each process namespace reaches the others through the router's address; the router sends every packet
+    # from a port into the TUN device, the emulator writes it back after the delay (or drops it), and packets from
+    # the TUN device follow the main table to their port.
+    ip netns exec "$lan" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    ip netns exec "$lan" python3 scripts/netem-router.py --tun netem0 --delay-ms "$delay_ms" --loss "$loss" --seed 1 \
+        --stats "$work/netem.stats" >"$work/netem.log" 2>&1 &
+    emulator_pid=$!
+    pids+=("$emulator_pid")
+    for _ in $(seq 50); do ip -n "$lan" link show netem0 >/dev/null 2>&1 && break; sleep 0.1; done
+    ip -n "$lan" link show netem0 >/dev/null 2>&1 || { cat "$work/netem.log" >&2; die "the network emulator did not start"; }
+    ip -n "$lan" link set netem0 up
+    ip -n "$lan" route add default dev netem0 table 100
+    ip -n "$lan" rule add iif netem0 lookup main pref 100
+    ip -n "$lan" rule add lookup 100 pref 200
+else
+    ip -n "$lan" link add br0 type bridge
+    ip -n "$lan" link set br0 up
+fi
+# attach NAMESPACE ADDRESS PORTNAME: eth0 in NAMESPACE, its peer PORTNAME on the bridge (or the router). Both ends are
+# created inside namespaces (never in the host's), so nothing appears in the root namespace even for a moment.
 attach() {
     add_namespace "$1"
     ip -n "$lan" link add "$3" type veth peer name eth0 netns "$1"
-    ip -n "$lan" link set "$3" master br0 up
-    ip -n "$1" addr add "$2/24" dev eth0
-    ip -n "$1" link set eth0 up
+    if ((emulate)); then
+        ip -n "$lan" link set "$3" up
+        ip -n "$lan" addr add "$router_ip/32" dev "$3"
+        ip -n "$lan" route add "$2/32" dev "$3"
+        ip -n "$1" addr add "$2/32" dev eth0
+        ip -n "$1" link set eth0 up
+        ip -n "$1" route add "$router_ip/32" dev eth0
+        ip -n "$1" route add "$subnet.0/24" via "$router_ip" dev eth0
+    else
+        ip -n "$lan" link set "$3" master br0 up
+        ip -n "$1" addr add "$2/24" dev eth0
+        ip -n "$1" link set eth0 up
+    fi
 }
 attach "$tag-coordinator" "$coordinator_ip" p-coordinator
 for i in "${!nodes[@]}"; do attach "$tag-${nodes[i]}" "$subnet.$((11 + i))" "p-${nodes[i]}"; done
-say "namespaces ${namespaces[*]} on $subnet.0/24 (coordinator $coordinator_ip:$port)"
+network="bridged"
+((emulate)) && network="routed through an emulated link (one-way delay ${delay_ms} ms, loss $loss)"
+say "${#namespaces[@]} namespaces on $subnet.0/24, $network (coordinator $coordinator_ip:$port, ${#nodes[@]} nodes)"
 
 # --- credentials: the compose `certs` service's script; the coordinator certificate names only its IP --------------
 FEDDISTILL_BIN=$bin FEDDISTILL_CERTS_DIR=$work/certs FEDDISTILL_CERTS_NODES=$(IFS=,; echo "${nodes[*]}") \
@@ -134,6 +185,9 @@ fi
 if [[ -x $helper ]]; then
     base_env+=(SWIFT_BACKTRACE="enable=yes,sanitize=yes,threads=all,cache=no,swift-backtrace=$(readlink -f "$helper")")
 fi
+# The round expects every node of this run, and the partition has one part per node.
+size_env=(FEDDISTILL_COORDINATOR_NODES="$(IFS=,; echo "${nodes[*]}")" FEDDISTILL_NODE_PARTITION_NODES="${#nodes[@]}")
+[[ -z ${FEDDISTILL_NETNS_PRIVACY_GATE:-} ]] || size_env+=(FEDDISTILL_NODE_PRIVACY_GATE="$FEDDISTILL_NETNS_PRIVACY_GATE")
 data_env=()
 if [[ -n ${FEDDISTILL_DATA:-} ]]; then
     data_env=(FEDDISTILL_COORDINATOR_DATA_DIR="$FEDDISTILL_DATA" FEDDISTILL_NODE_DATA_DIR="$FEDDISTILL_DATA")
@@ -146,7 +200,7 @@ start() {
     local environment=()
     while [[ $1 != -- ]]; do environment+=("$1"); shift; done
     shift
-    ip netns exec "$ns" env -i "${base_env[@]}" "${cluster_env[@]}" "${data_env[@]}" "${environment[@]}" \
+    ip netns exec "$ns" env -i "${base_env[@]}" "${cluster_env[@]}" "${size_env[@]}" "${data_env[@]}" "${environment[@]}" \
         "$bin" "$@" >"$work/$name.log" 2>&1 &
     pids+=("$!")
 }
@@ -157,7 +211,7 @@ start coordinator "$tag-coordinator" \
     FEDDISTILL_COORDINATOR_STATE_DIR="$work/coordinator" FEDDISTILL_COORDINATOR_CREDENTIALS_DIR="$work/certs/coordinator" \
     FEDDISTILL_COORDINATOR_DATASET="$dataset" FEDDISTILL_COORDINATOR_METRICS_PORT="$metrics_port" \
     FEDDISTILL_COORDINATOR_METRICS_HOST="$coordinator_ip" -- coordinator
-coordinator_pid=${pids[0]}
+coordinator_pid=${pids[-1]}
 for _ in $(seq 120); do
     grep -q '^listening on ' "$work/coordinator.log" 2>/dev/null && break
     kill -0 "$coordinator_pid" 2>/dev/null || die "the coordinator exited before listening"
@@ -172,8 +226,19 @@ for node in "${nodes[@]}"; do
         || { cat "$work/status-$node.log" >&2; die "$node cannot reach the coordinator at $coordinator_ip:$port"; }
 done
 say "coordinator reachable over mutual TLS from every node namespace"
+# The standard health service, from the first node's namespace, as an orchestrator's exec probe would ask it.
+ip netns exec "$tag-${nodes[0]}" env -i "${base_env[@]}" "$bin" status --health --coordinator "$coordinator_ip:$port" \
+    --credentials-dir "$work/certs/healthcheck" --name healthcheck >"$work/health.log" 2>&1 \
+    || { cat "$work/health.log" >&2; die "the coordinator's health service does not report SERVING"; }
+grep -q '^feddistill.round: SERVING$' "$work/health.log" || { cat "$work/health.log" >&2; die "the round is not admitting"; }
+if command -v curl >/dev/null; then
+    ip netns exec "$tag-${nodes[0]}" curl -fsS -m 5 "http://$coordinator_ip:$metrics_port/readyz" >"$work/readyz.json" \
+        || die "http://$coordinator_ip:$metrics_port/readyz does not answer 200"
+    say "health: $(tr '\n' ' ' <"$work/health.log")/readyz $(cat "$work/readyz.json")"
+fi
 
 node_pids=()
+round_start=$SECONDS
 for i in "${!nodes[@]}"; do
     node=${nodes[i]}
     start "$node" "$tag-$node" \
@@ -183,7 +248,7 @@ for i in "${!nodes[@]}"; do
         FEDDISTILL_THREADS=1 -- node
     node_pids+=("${pids[-1]}")
 done
-say "3 nodes started; waiting for the round (timeout ${timeout_seconds} s)"
+say "${#nodes[@]} nodes started; waiting for the round (timeout ${timeout_seconds} s)"
 
 # --- wait: the coordinator exits after writing the result. A node whose privacy gate refuses to send its set exits
 # non-zero; once every node has either submitted (it then waits for the result) or ended, and one of them failed,
@@ -192,7 +257,16 @@ say "3 nodes started; waiting for the round (timeout ${timeout_seconds} s)"
 node_status=()
 close_requested=0
 last_report=$SECONDS
+# Peak resident memory (VmHWM, kB) of the coordinator and of the largest node, read while they run.
+peak_kb() { sed -nE 's/^VmHWM:[[:space:]]+([0-9]+) kB/\1/p' "/proc/$1/status" 2>/dev/null || true; }
+coordinator_peak_kb=0 node_peak_kb=0
+round_seconds=
 while kill -0 "$coordinator_pid" 2>/dev/null; do
+    kb=$(peak_kb "$coordinator_pid"); ((${kb:-0} > coordinator_peak_kb)) && coordinator_peak_kb=$kb
+    for pid in "${node_pids[@]}"; do kb=$(peak_kb "$pid"); ((${kb:-0} > node_peak_kb)) && node_peak_kb=$kb; done
+    if [[ -z $round_seconds ]] && grep -qE '^round [0-9]+: global accuracy ' "$work/coordinator.log" 2>/dev/null; then
+        round_seconds=$((SECONDS - round_start))
+    fi
     ((SECONDS - start_time < timeout_seconds)) || die "no result within ${timeout_seconds} s"
     running=0 failed=0 unsettled=0
     for i in "${!node_pids[@]}"; do
@@ -227,6 +301,7 @@ while kill -0 "$coordinator_pid" 2>/dev/null; do
 done
 coordinator_status=0
 wait "$coordinator_pid" || coordinator_status=$?
+[[ -n $round_seconds ]] || round_seconds=$((SECONDS - round_start))
 for i in "${!node_pids[@]}"; do
     [[ -z ${node_status[i]:-} ]] || continue
     for _ in $(seq 300); do kill -0 "${node_pids[i]}" 2>/dev/null || break; sleep 0.1; done
@@ -262,4 +337,17 @@ elif command -v curl >/dev/null; then
     die "no metrics could be scraped from http://$coordinator_ip:$metrics_port/metrics"
 fi
 say "$line ($submitted of ${#nodes[@]} node sets merged; result in result-round-$round.json)"
+envelope_bytes=$(sed -nE 's/^feddistill_envelope_bytes_total ([0-9]+).*/\1/p' "$work/metrics.txt" 2>/dev/null | tail -n 1)
+say "round: ${round_seconds} s from the nodes' start to the result; sealed sets received: ${envelope_bytes:-?} bytes; \
+peak RSS: coordinator $((coordinator_peak_kb / 1024)) MiB, largest node $((node_peak_kb / 1024)) MiB"
+if [[ -n $emulator_pid ]]; then
+    kill -TERM "$emulator_pid" 2>/dev/null || true
+    wait "$emulator_pid" 2>/dev/null || true
+    [[ -s $work/netem.stats ]] || die "the network emulator wrote no counters"
+    # shellcheck disable=SC1090 # key=value lines written by scripts/netem-router.py
+    source "$work/netem.stats"
+    say "emulated network: ${packets_in} packets (${bytes_in} bytes) in, ${packets_dropped} dropped, \
+${packets_out} forwarded (${bytes_out} bytes)"
+    ((packets_dropped > 0 || packets_in < 200)) || [[ $loss == 0 ]] || die "loss $loss was asked for, yet no packet was dropped"
+fi
 say "passed in $((SECONDS - start_time)) s"
