@@ -57,11 +57,15 @@ command -v ip >/dev/null || die "iproute2 (ip) is not installed"
 [[ -x $bin ]] || die "no executable at $bin; build it with 'make release' or set FEDDISTILL_BIN"
 bin=$(readlink -f "$bin")
 [[ -f docker/cluster.env && -x docker/provision.sh ]] || die "docker/cluster.env or docker/provision.sh missing"
-[[ $node_count =~ ^[0-9]+$ ]] && ((node_count >= 1 && node_count <= 200)) \
+[[ $node_count =~ ^[0-9]+$ ]] && ((10#$node_count >= 1 && 10#$node_count <= 200)) \
     || die "FEDDISTILL_NETNS_NODES must be a whole number in 1...200 (got '$node_count')"
-emulate=$(python3 -c "import sys; d, l = float(sys.argv[1]), float(sys.argv[2]); \
-assert d >= 0 and 0 <= l < 1; print(1 if d > 0 or l > 0 else 0)" "$delay_ms" "$loss" 2>/dev/null) \
-    || die "FEDDISTILL_NETNS_DELAY_MS must be ≥ 0 and FEDDISTILL_NETNS_LOSS in [0, 1) (got '$delay_ms', '$loss')"
+node_count=$((10#$node_count))
+number='^([0-9]+([.][0-9]*)?|[.][0-9]+)$'
+[[ $delay_ms =~ $number && $loss =~ $number ]] && awk -v l="$loss" 'BEGIN { exit !(l < 1) }' \
+    || die "FEDDISTILL_NETNS_DELAY_MS must be a number ≥ 0 and FEDDISTILL_NETNS_LOSS a number in [0, 1) (got '$delay_ms', '$loss')"
+emulate=$(awk -v d="$delay_ms" -v l="$loss" 'BEGIN { print (d > 0 || l > 0) ? 1 : 0 }')
+lossy=$(awk -v l="$loss" 'BEGIN { print (l > 0) ? 1 : 0 }')
+((emulate == 0)) || command -v python3 >/dev/null || die "an emulated link needs python3 (scripts/netem-router.py)"
 nodes=()
 for i in $(seq "$node_count"); do nodes+=("node-$i"); done
 
@@ -185,8 +189,10 @@ fi
 if [[ -x $helper ]]; then
     base_env+=(SWIFT_BACKTRACE="enable=yes,sanitize=yes,threads=all,cache=no,swift-backtrace=$(readlink -f "$helper")")
 fi
-# The round expects every node of this run, and the partition has one part per node.
-size_env=(FEDDISTILL_COORDINATOR_NODES="$(IFS=,; echo "${nodes[*]}")" FEDDISTILL_NODE_PARTITION_NODES="${#nodes[@]}")
+# The round expects every node of this run, with cluster.env's quorum of 2 (1 for a single node), and the partition
+# has one part per node.
+size_env=(FEDDISTILL_COORDINATOR_NODES="$(IFS=,; echo "${nodes[*]}")" FEDDISTILL_NODE_PARTITION_NODES="${#nodes[@]}"
+    FEDDISTILL_COORDINATOR_QUORUM="$((${#nodes[@]} < 2 ? ${#nodes[@]} : 2))")
 [[ -z ${FEDDISTILL_NETNS_PRIVACY_GATE:-} ]] || size_env+=(FEDDISTILL_NODE_PRIVACY_GATE="$FEDDISTILL_NETNS_PRIVACY_GATE")
 data_env=()
 if [[ -n ${FEDDISTILL_DATA:-} ]]; then
@@ -301,6 +307,10 @@ while kill -0 "$coordinator_pid" 2>/dev/null; do
 done
 coordinator_status=0
 wait "$coordinator_pid" || coordinator_status=$?
+# Everything the coordinator sent and received on its link (TLS, uploads, watches, results), from its port's counters.
+# The router's side of the pair: what it transmits went to the coordinator, what it receives came from it.
+link_bytes=$(ip -n "$lan" -s link show p-coordinator 2>/dev/null \
+    | awk '/^ *RX:/ { getline; rx = $1 } /^ *TX:/ { getline; tx = $1 } END { if (rx != "" && tx != "") print tx, rx }' || true)
 [[ -n $round_seconds ]] || round_seconds=$((SECONDS - round_start))
 for i in "${!node_pids[@]}"; do
     [[ -z ${node_status[i]:-} ]] || continue
@@ -310,6 +320,10 @@ for i in "${!node_pids[@]}"; do
     wait "${node_pids[i]}" 2>/dev/null || status=$?
     node_status[i]=$status
 done
+# Every process started so far has been waited for; only the emulator (if any) still runs. Forget the others' PIDs,
+# so that the cleanup cannot signal a process that reused one.
+pids=()
+[[ -z $emulator_pid ]] || pids=("$emulator_pid")
 
 # --- check --------------------------------------------------------------------------------------------------------
 ((coordinator_status == 0)) || die "the coordinator exited with status $coordinator_status"
@@ -340,14 +354,20 @@ say "$line ($submitted of ${#nodes[@]} node sets merged; result in result-round-
 envelope_bytes=$(sed -nE 's/^feddistill_envelope_bytes_total ([0-9]+).*/\1/p' "$work/metrics.txt" 2>/dev/null | tail -n 1)
 say "round: ${round_seconds} s from the nodes' start to the result; sealed sets received: ${envelope_bytes:-?} bytes; \
 peak RSS: coordinator $((coordinator_peak_kb / 1024)) MiB, largest node $((node_peak_kb / 1024)) MiB"
+if [[ -n $link_bytes ]]; then
+    read -r to_coordinator from_coordinator <<<"$link_bytes"
+    say "coordinator's link: $to_coordinator bytes received, $from_coordinator bytes sent (IP packets, all calls)"
+fi
 if [[ -n $emulator_pid ]]; then
     kill -TERM "$emulator_pid" 2>/dev/null || true
     wait "$emulator_pid" 2>/dev/null || true
+    pids=()
     [[ -s $work/netem.stats ]] || die "the network emulator wrote no counters"
     # shellcheck disable=SC1090 # key=value lines written by scripts/netem-router.py
     source "$work/netem.stats"
     say "emulated network: ${packets_in} packets (${bytes_in} bytes) in, ${packets_dropped} dropped, \
 ${packets_out} forwarded (${bytes_out} bytes)"
-    ((packets_dropped > 0 || packets_in < 200)) || [[ $loss == 0 ]] || die "loss $loss was asked for, yet no packet was dropped"
+    # At 1% loss, P(no drop in 1,000 packets) = 0.99^1000 ≈ 4e-5.
+    ((packets_dropped > 0 || packets_in < 1000 || lossy == 0)) || die "loss $loss was asked for, yet no packet was dropped"
 fi
 say "passed in $((SECONDS - start_time)) s"

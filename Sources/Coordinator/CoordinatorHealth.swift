@@ -40,8 +40,8 @@ public final class CoordinatorHealth: Sendable {
 
     public var snapshot: Snapshot { state.withLock { $0 } }
 
-    /// The gRPC server listens.
-    func listening() { update { $0.serving = true } }
+    /// The gRPC server listens (ignored once stopping: a shutdown is final).
+    func listening() { update { if !board.isClosed { $0.serving = true } } }
 
     /// The round moved on.
     func enter(_ phase: Phase) { update { $0.phase = phase } }

@@ -118,16 +118,19 @@ public enum CoordinatorServer {
             services: [federation, health])
         let roundService = RoundService(round: round, server: server, logger: logger, closeRoundSignals: closeRoundSignals,
                                         onListening: onListening)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: GRPCServerService(server: server, health: round.health)),
-            .init(service: roundService, successTerminationBehavior: .gracefullyShutdownGroup,
-                  failureTerminationBehavior: .gracefullyShutdownGroup),
-        ]
+        // A group stops its services in reverse order: the metrics endpoint comes first so that it stops last, and
+        // the probes answer 503 while the rest shuts down.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metricsRegistry, let port = configuration.metricsPort {
             services.append(.init(service: MetricsHTTPServer(host: configuration.metricsHost, port: port,
                                                              registry: metricsRegistry, health: round.health, logger: logger,
                                                              onListening: onMetricsListening)))
         }
+        services += [
+            .init(service: GRPCServerService(server: server, health: round.health)),
+            .init(service: roundService, successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: shutdownSignals, cancellationSignals: [], logger: logger))
         try await withTaskCancellationHandler {
@@ -172,6 +175,12 @@ struct RoundService: Service {
         logger.info("coordinator listening", metadata: ["port": "\(port)"])
         round.health.listening()
         onListening(port)
+        if round.concludedBeforeStart {
+            // Nothing to run: serve the stored outcome (status, health, the final event) until asked to stop.
+            try await gracefulShutdown()
+            round.health.stopping()
+            return
+        }
         try await round.resume()
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -197,10 +206,13 @@ struct RoundService: Service {
                 _ = try await round.waitForResult()
             }
         } onGracefulShutdown: {
+            // Health first: NOT_SERVING (and /readyz 503) from the moment a shutdown begins.
+            round.health.stopping()
             Task { await round.cancel() }
         }
         guard round.configuration.exitAfterRound else {
             try await gracefulShutdown()  // keep serving status until asked to stop
+            round.health.stopping()
             return
         }
         // Let every node that submitted receive the outcome; one backing off across a restart reconnects within its

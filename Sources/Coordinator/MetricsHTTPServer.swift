@@ -44,9 +44,14 @@ public struct MetricsHTTPServer: Service {
         let bound = channel.localAddress?.port ?? port
         logger.info("metrics listening", metadata: ["host": "\(host)", "port": "\(bound)"])
         onListening(bound)
-        try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        // Closed on a graceful shutdown, and on cancellation too (waiting for the close future is not cancellable).
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } onCancel: {
             channel.close(promise: nil)
         }
     }

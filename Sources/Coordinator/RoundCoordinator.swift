@@ -59,11 +59,16 @@ public actor RoundCoordinator {
     let storedState: CoordinatorDatabase.RoundState
     /// Whether the coordinator serves and the round's phase, for the health service and the HTTP probes.
     public nonisolated let health: CoordinatorHealth
+    /// This process started on a round that had already ended (finished or failed) and, with `exit_after_round`
+    /// false, only serves its stored outcome: status, health, metrics, and the final event to nodes that watch.
+    public nonisolated let concludedBeforeStart: Bool
 
     /// Opens the state database and loads keys. A restart keeps the round's original deadline; call ``resume()``
     /// to replay the submissions already stored.
     /// `metricsFactory` receives the round's counters and gauges (default: the process-wide `MetricsSystem`).
-    /// - Throws: `RoundFailure` if the round already finished or failed (start a new round id).
+    /// - Throws: `RoundFailure` if the round already finished or failed (start a new round id) and the coordinator
+    ///   exits after its round; with `exit_after_round` false it starts serving the stored outcome instead
+    ///   (``concludedBeforeStart``): an orchestrator's restart must not turn into a crash loop.
     public init(configuration: CoordinatorConfiguration, logger: Logger,
                 metricsFactory: any MetricsFactory = MetricsSystem.factory, clock: RoundClock = .system) throws {
         try configuration.validate()
@@ -78,15 +83,22 @@ public actor RoundCoordinator {
         let round = try database.openRound(id: configuration.roundID, now: Int64(now.timeIntervalSince1970),
                                            deadline: Int64(now.addingTimeInterval(configuration.deadlineSeconds).timeIntervalSince1970))
         switch round.state {
-        case .finished:
+        case .finished where configuration.exitAfterRound:
             throw RoundFailure(reason: "round \(round.id) already finished (see \(configuration.stateDirectory)/result-round-\(round.id).json); "
                                + "start the next round with a new round id")
-        case .failed:
+        case .failed where configuration.exitAfterRound:
             throw RoundFailure(reason: "round \(round.id) failed earlier (\(round.failure ?? "no reason stored")); start a new round id")
         default: break
         }
         storedState = round.state
-        health = CoordinatorHealth(roundID: configuration.roundID, phase: round.state == .closed ? .finalizing : .open)
+        concludedBeforeStart = round.state == .finished || round.state == .failed
+        let phase: CoordinatorHealth.Phase = switch round.state {
+        case .closed: .finalizing
+        case .finished: .finished
+        case .failed: .failed
+        default: .open
+        }
+        health = CoordinatorHealth(roundID: configuration.roundID, phase: phase)
         sealingKeys = try KeyFiles.readSealingKeys(configuration.sealingKeyPath)
         var keys: [String: SigningPublicKey] = [:]
         for node in configuration.expectedNodes {
@@ -101,11 +113,35 @@ public actor RoundCoordinator {
         admission = SubmissionAdmission(maxBytesInFlight: configuration.maxUploadBytesInFlight)
         machine = RoundStateMachine(expectedNodes: Set(configuration.expectedNodes), quorum: configuration.quorum,
                                     deadline: Date(timeIntervalSince1970: TimeInterval(round.deadlineUnixSeconds)))
-        metrics.roundState.record(0)
+        guard concludedBeforeStart else {
+            metrics.roundState.record(0)
+            return
+        }
+        // Serving a concluded round: nothing to finalise; a node that watches receives the stored outcome and the end.
+        finalizationContinuation.finish()
+        if round.state == .failed {
+            failure = round.failure ?? "the round failed before this start (no reason stored)"
+            metrics.roundState.record(3)
+        } else {
+            metrics.roundState.record(2)
+            let report = round.resultJSON ?? "{}"
+            let global = (try? JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])?["global"] as? [String: Any]
+            var event = Feddistill_V1_RoundEvent()
+            event.roundID = configuration.roundID
+            event.atUnixSeconds = Int64(clock.now().timeIntervalSince1970)
+            event.finalResult.accuracyMean = global?["accuracy_mean"] as? Double ?? 0
+            event.finalResult.accuracyStd = global?["accuracy_std"] as? Double ?? 0
+            event.finalResult.reportJson = report
+            events = [event]
+            metrics.globalAccuracy.record(event.finalResult.accuracyMean)
+        }
+        logger.notice("the round had ended before this start; serving its stored outcome until stopped",
+                      metadata: ["round.id": "\(configuration.roundID)", "state": "\(round.state)"])
     }
 
     /// Replays stored submissions into the state machine; call once after init.
     public func resume() throws {
+        guard !concludedBeforeStart else { return }
         for record in try database.records(round: configuration.roundID) {
             logger.info("resuming stored submission", metadata: ["node.id": "\(PeerText.escaped(record.nodeID))", "round.id": "\(record.roundID)"])
             act(machine.submissionStored(from: record.nodeID, now: clock.now()))
@@ -214,7 +250,7 @@ public actor RoundCoordinator {
     func watch() -> AsyncStream<Feddistill_V1_RoundEvent> {
         let (stream, continuation) = AsyncStream<Feddistill_V1_RoundEvent>.makeStream()
         for event in events { continuation.yield(event) }
-        if result != nil || failure != nil {
+        if !isRunning {
             continuation.finish()
         } else {
             watchers[UUID()] = continuation
@@ -241,7 +277,7 @@ public actor RoundCoordinator {
     }
 
     /// Whether the round has neither a result nor a failure yet.
-    var isRunning: Bool { result == nil && failure == nil }
+    var isRunning: Bool { result == nil && failure == nil && !concludedBeforeStart }
 
     /// Called periodically: applies the deadline.
     public func tick() { act(machine.tick(now: clock.now())) }
@@ -254,12 +290,15 @@ public actor RoundCoordinator {
 
     /// Stops the round (the server is shutting down): waiters and watchers are released with a failure.
     public func cancel() {
-        guard result == nil, failure == nil else { return }
+        guard isRunning else { return }
         end(.failure(RoundFailure(reason: "the coordinator was stopped")))
     }
 
     /// Waits for the round's result (or failure).
     public func waitForResult() async throws -> RoundResult {
+        if concludedBeforeStart {
+            throw RoundAlreadyConcluded(roundID: configuration.roundID, failure: failure)
+        }
         if let result { return result }
         if let failure { throw RoundFailure(reason: failure) }
         return try await withCheckedThrowingContinuation { finished.append($0) }
@@ -374,6 +413,17 @@ public actor RoundCoordinator {
         watchers.removeAll()
         for waiter in finished { waiter.resume(with: outcome) }
         finished.removeAll()
+    }
+}
+
+/// The coordinator started on a round that had already ended and served its stored outcome until it was stopped
+/// (``RoundCoordinator/concludedBeforeStart``); `failure` is the stored reason when the round had failed.
+public struct RoundAlreadyConcluded: Error, CustomStringConvertible {
+    public let roundID: UInt64
+    public let failure: String?
+    public var description: String {
+        if let failure { return "round \(roundID) had failed before this start (\(failure)); served its status until stopped" }
+        return "round \(roundID) had finished before this start; served its stored result until stopped"
     }
 }
 

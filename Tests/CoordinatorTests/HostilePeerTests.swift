@@ -206,6 +206,28 @@ struct RoundShellTests {
         #expect(stored?.state == .failed && stored?.failure?.contains("deadline passed with 0 of 2 submissions") == true)
     }
 
+    /// A round that ended before this start: refused when the coordinator exits after its round (start a new round
+    /// id); served, without running anything, when it keeps serving (an orchestrator's restart).
+    @Test func aRoundThatEndedEarlierIsRefusedOrServedAsConfigured() async throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = try configuration()
+        do {
+            let database = try CoordinatorDatabase(stateDirectory: configuration.stateDirectory)
+            _ = try database.openRound(id: 1, now: 0, deadline: 60)
+            try database.setRoundState(id: 1, state: .failed, failure: "deadline passed with 0 of 2 submissions (quorum 2)")
+        }
+        #expect(throws: RoundFailure.self) { _ = try RoundCoordinator(configuration: configuration, logger: Logger(label: "test")) }
+        configuration.exitAfterRound = false
+        let round = try RoundCoordinator(configuration: configuration, logger: Logger(label: "test"))
+        #expect(round.concludedBeforeStart)
+        #expect(round.health.snapshot.phase == .failed)
+        try await round.resume()
+        #expect(await !round.isRunning)
+        await #expect(throws: RoundAlreadyConcluded.self) { try await round.waitForResult() }
+        var requests = round.finalizationRequests.makeAsyncIterator()
+        #expect(await requests.next() == nil, "nothing is finalised again")
+    }
+
     /// A round saved as closed whose finalisation already started `maxFinalizationAttempts` times (each ended by a
     /// crash) fails with that reason on the next start instead of crashing again.
     @Test func aFinalisationCrashLoopEndsInARecordedFailure() async throws {

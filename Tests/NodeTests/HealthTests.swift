@@ -119,5 +119,37 @@ struct HealthTests {
             #expect(try await get("/nothing", port: metricsPort).code == 404)
             group.cancelAll()
         }
+
+        // Restarted on the finished round (an orchestrator restarting the pod): it serves the stored outcome instead
+        // of refusing to start — ready, the round not admitting, and a node that watches gets the final result.
+        let (restartPorts, restartContinuation) = AsyncStream<Int>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [configuration] in
+                // Stopped by cancellation here (CancellationError); a graceful stop ends in RoundAlreadyConcluded.
+                await #expect(throws: (any Error).self) {
+                    _ = try await CoordinatorServer.run(configuration: configuration, logger: logger,
+                                                        metricsRegistry: PrometheusCollectorRegistry()) {
+                        restartContinuation.yield($0)
+                    }
+                }
+            }
+            var iterator = restartPorts.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            try await health(port, as: "node-a") { checker, federation in
+                let server = try await checker.check(Self.request("")).status
+                let round = try await checker.check(Self.request("feddistill.round")).status
+                let phase = try await federation.status(Feddistill_V1_StatusRequest()).phase
+                #expect(server == .serving && round == .notServing && phase == .finished)
+                var watch = Feddistill_V1_WatchRoundRequest()
+                watch.nodeID = "node-a"
+                watch.roundID = 1
+                let events = try await federation.watchRound(watch) { response in
+                    try await response.messages.reduce(into: [Feddistill_V1_RoundEvent]()) { $0.append($1) }
+                }
+                #expect(events.count == 1 && events.first?.finalResult.accuracyMean ?? 0 > 0,
+                        "the stored result, then the end of the stream")
+            }
+            group.cancelAll()
+        }
     }
 }

@@ -44,7 +44,7 @@ public nonisolated enum Feddistill_V1_RoundPhase: SwiftProtobuf.Enum, Swift.Case
   /// The result is written.
   case finished // = 3
 
-  /// The round cannot complete (the reason is in the round's failure event and the coordinator's log).
+  /// The round cannot complete (the reason is in the coordinator's log and state; nodes' round watches end).
   case failed // = 4
   case UNRECOGNIZED(Int)
 

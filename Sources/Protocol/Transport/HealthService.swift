@@ -35,6 +35,9 @@ public final class HealthStatusBoard: Sendable {
         state.withLock { $0.statuses[service] }
     }
 
+    /// Whether ``close()`` was called.
+    public var isClosed: Bool { state.withLock { $0.closed } }
+
     /// Every known service with its status.
     public var statuses: [String: Status] {
         state.withLock { $0.statuses }
@@ -43,25 +46,26 @@ public final class HealthStatusBoard: Sendable {
     /// Sets `service`'s status (adding the name if it is new) and tells its watchers when it changed. Ignored once the
     /// board is closed.
     public func set(_ service: String, _ status: Status) {
-        let waiting: [AsyncStream<Status?>.Continuation] = state.withLock { state in
-            guard !state.closed, state.statuses[service] != status else { return [] }
+        // Yielded under the lock (it never blocks), so that concurrent changes reach watchers in the order made.
+        state.withLock { state in
+            guard !state.closed, state.statuses[service] != status else { return }
             state.statuses[service] = status
-            return state.watchers.values.filter { $0.service == service }.map(\.continuation)
+            for watcher in state.watchers.values where watcher.service == service { watcher.continuation.yield(status) }
         }
-        for continuation in waiting { continuation.yield(status) }
     }
 
     /// The server is going away: every service becomes NOT_SERVING, watchers receive that and their streams end
     /// (an open `Watch` must not hold a graceful shutdown), and later watches end after their first answer.
     public func close() {
-        let watchers: [(service: String, continuation: AsyncStream<Status?>.Continuation)] = state.withLock { state in
+        let watchers: [(status: Status?, continuation: AsyncStream<Status?>.Continuation)] = state.withLock { state in
             state.closed = true
             for service in state.statuses.keys { state.statuses[service] = .notServing }
             defer { state.watchers.removeAll() }
-            return Array(state.watchers.values)
+            // A watcher of a name the server does not know keeps hearing SERVICE_UNKNOWN, as `Check` says NOT_FOUND.
+            return state.watchers.values.map { (state.statuses[$0.service], $0.continuation) }
         }
         for watcher in watchers {
-            watcher.continuation.yield(.notServing)
+            watcher.continuation.yield(watcher.status)
             watcher.continuation.finish()
         }
     }

@@ -115,6 +115,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
             print(String(format: "round %llu: global accuracy %.2f%% ± %.2f%%", result.roundID, 100 * result.global.mean,
                          100 * result.global.standardDeviation))
             Self.flush()
+        } catch let concluded as RoundAlreadyConcluded where concluded.failure == nil {
+            // Restarted (exit_after_round false) on a finished round, served it, and was stopped: nothing failed.
+            print(concluded.description)
         } catch { throw CommandFailure(error) }
     }
 }
@@ -237,13 +240,18 @@ struct StatusCommand: AsyncParsableCommand {
                     return true
                 }
                 let checker = Grpc_Health_V1_Health.Client(wrapping: client)
-                let all = try await checker.list(Grpc_Health_V1_HealthListRequest())
-                for (name, entry) in all.statuses.sorted(by: { $0.key < $1.key }) {
-                    print("\(name.isEmpty ? "(server)" : name): \(Self.describe(entry.status))")
-                }
                 var request = Grpc_Health_V1_HealthCheckRequest()
                 request.service = service
-                return try await checker.check(request).status == .serving
+                // Check decides; List (a newer, optional method) only adds the other names when the server has it.
+                let status = try await checker.check(request).status
+                if let all = try? await checker.list(Grpc_Health_V1_HealthListRequest()) {
+                    for (name, entry) in all.statuses.sorted(by: { $0.key < $1.key }) {
+                        print("\(name.isEmpty ? "(server)" : name): \(Self.describe(entry.status))")
+                    }
+                } else {
+                    print("\(service.isEmpty ? "(server)" : service): \(Self.describe(status))")
+                }
+                return status == .serving
             }
         } catch let error as RPCError where health && error.code == .notFound {
             throw CommandFailure("the coordinator reports no health status for service '\(service)'")
