@@ -239,6 +239,12 @@ run_round() {
         read -r code restarts <<<"$(state "$node")"
         summary=$("${compose[@]}" logs --no-color "$node" 2>/dev/null | grep -oE "node $node: .*" | tail -n 1 || true)
         say "round $round: $node: exit $code, restarts $restarts: ${summary:-no summary line}"
+        # With the smoke settings every node's gate passes: a restart or a missing summary is a failure (a node
+        # that cannot write its state under the read-only root filesystem shows up here).
+        if [[ $code != 0 || $restarts != 0 || -z $summary ]]; then
+            "${compose[@]}" logs --no-color --tail 20 "$node" >&2 || true
+            die "$node did not finish cleanly (exit $code, restarts $restarts; its log's tail is above)"
+        fi
     done
     if docker network ls --format '{{.Name}}' | grep -q "^${project}_"; then die "compose created a network"; fi
     grep -q '^feddistill_submissions_total{outcome="stored"}' "$tmp/metrics.txt" 2>/dev/null \
