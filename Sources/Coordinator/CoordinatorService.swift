@@ -127,7 +127,7 @@ public enum CoordinatorServer {
                                                              onListening: onMetricsListening)))
         }
         services += [
-            .init(service: GRPCServerService(server: server, health: round.health)),
+            .init(service: GRPCServerService(server: server)),
             .init(service: roundService, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
@@ -146,14 +146,11 @@ public enum CoordinatorServer {
 /// The gRPC server as a lifecycle service.
 struct GRPCServerService: Service {
     let server: GRPCServer<HTTP2ServerTransport.Posix>
-    let health: CoordinatorHealth
 
     func run() async throws {
         try await withGracefulShutdownHandler {
             try await server.serve()
         } onGracefulShutdown: {
-            // NOT_SERVING first, which also ends open health watches (they would hold the shutdown).
-            health.stopping()
             server.beginGracefulShutdown()
         }
     }
@@ -174,11 +171,13 @@ struct RoundService: Service {
         }
         logger.info("coordinator listening", metadata: ["port": "\(port)"])
         round.health.listening()
+        // However this service ends (its round over, a shutdown, cancellation), the coordinator stops serving: health
+        // NOT_SERVING, and open health watches end so that they cannot hold the gRPC server's graceful shutdown.
+        defer { round.health.stopping() }
         onListening(port)
         if round.concludedBeforeStart {
             // Nothing to run: serve the stored outcome (status, health, the final event) until asked to stop.
             try await gracefulShutdown()
-            round.health.stopping()
             return
         }
         try await round.resume()
@@ -212,7 +211,6 @@ struct RoundService: Service {
         }
         guard round.configuration.exitAfterRound else {
             try await gracefulShutdown()  // keep serving status until asked to stop
-            round.health.stopping()
             return
         }
         // Let every node that submitted receive the outcome; one backing off across a restart reconnects within its
