@@ -39,7 +39,16 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     /// Prometheus metrics endpoint (`GET /metrics`); nil: off.
     public var metricsPort: Int?
     public var metricsHost = "127.0.0.1"
-    /// Stop serving once the round's result is written.
+    /// Rounds this coordinator runs, counted from `roundID` (0: until stopped). Each opens `roundIntervalSeconds`
+    /// after the previous one ended, or, with `roundsOnDemand`, when an operator runs `feddistill round start`.
+    public var rounds = 1
+    public var roundIntervalSeconds = 0.0
+    public var roundsOnDemand = false
+    /// The dashboard (a web page and its JSON API, plain HTTP); nil: off. Loopback by default: see
+    /// docs/threat-model.md before binding it elsewhere.
+    public var dashboardPort: Int?
+    public var dashboardHost = "127.0.0.1"
+    /// Stop serving once the last scheduled round's result is written.
     public var exitAfterRound = true
     /// After the result, keep serving until every node that submitted has received it over its round watch, but at
     /// most this long: a node that was backing off (say, across a coordinator restart) still gets its result.
@@ -95,6 +104,11 @@ public struct CoordinatorConfiguration: Sendable, Codable {
         try require(evaluationModels >= 1 && evaluationEpochs >= 1, "evaluation_models", "models and epochs must be positive")
         try require(metricsPort.map { (0...65535).contains($0) } ?? true, "metrics_port", "must be in 0...65535")
         try require(lingerSeconds.isFinite && lingerSeconds >= 0, "linger_seconds", "must be ≥ 0")
+        try require(rounds >= 0 && rounds <= 1_000_000, "rounds", "must be in 0...1000000 (0: until stopped), got \(rounds)")
+        try require(roundIntervalSeconds.isFinite && roundIntervalSeconds >= 0 && roundIntervalSeconds <= 366 * 86400,
+                    "round_interval_seconds", "must be in 0...31622400")
+        try require(dashboardPort.map { (0...65535).contains($0) } ?? true, "dashboard_port", "must be in 0...65535")
+        try require(roundID >= 1 && roundID < UInt64(Int64.max) - UInt64(rounds), "round_id", "must be at least 1")
         try require(maxImagesPerClass >= imagesPerClass && maxImagesPerClass <= SyntheticSet.Metadata.maximumImagesPerClass,
                     "max_images_per_class", "must be at least images_per_class (\(imagesPerClass))")
         try require(maxEnvelopeBytes >= 1024 && maxEnvelopeBytes <= 1 << 30, "max_envelope_bytes", "must be in 1 KiB...1 GiB")
@@ -126,6 +140,32 @@ public struct CoordinatorConfiguration: Sendable, Codable {
                                                           handshakeTimeout: .milliseconds(Int64(handshakeTimeoutSeconds * 1000)),
                                                           logger: logger))
     }
+
+    /// What a round was asked to do, as stored with it in the history (no keys, no paths).
+    var roundConfigurationJSON: String {
+        var object: [String: Any] = [
+            "dataset": dataset, "method": method, "images_per_class": imagesPerClass, "node_iterations": nodeIterations,
+            "formation_factor": formationFactor, "global_images_per_class": globalImagesPerClass,
+            "merge_iterations": mergeIterations, "width": width, "evaluation_models": evaluationModels,
+            "evaluation_epochs": evaluationEpochs, "expected_nodes": expectedNodes, "quorum": quorum,
+            "deadline_seconds": deadlineSeconds, "seed": seed,
+        ]
+        if let recipe = nodeRecipe?.json(), let parsed = try? JSONSerialization.jsonObject(with: Data(recipe.utf8)) {
+            object["recipe"] = parsed
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The configuration of round `id` of this coordinator's schedule.
+    func forRound(_ id: UInt64) -> CoordinatorConfiguration {
+        var copy = self
+        copy.roundID = id
+        return copy
+    }
+
+    /// The last round of the schedule (nil: until stopped).
+    var lastScheduledRound: UInt64? { rounds == 0 ? nil : roundID + UInt64(rounds) - 1 }
 
     var credentials: TLSCredentials { TLSCredentials.inDirectory(credentialsDirectory, name: "coordinator") }
     var sealingKeyPath: String { KeyFiles.paths(in: credentialsDirectory, name: "coordinator").sealingKey }

@@ -56,6 +56,36 @@ public final class CoordinatorDatabase: Sendable {
         public var failure: String?
         /// How many times finalisation (merge and evaluation) has started for this round.
         public var finalizationAttempts: Int
+        /// When the result or the failure was stored.
+        public var endedAtUnixSeconds: Int64?
+        /// The round's configuration as the coordinator opened it (JSON).
+        public var configurationJSON: String?
+
+        /// Whether the round has a result or a failure.
+        public var concluded: Bool { state == .finished || state == .failed }
+    }
+
+    /// A node's part in one round, as stored (the node table and the round history read it).
+    public struct NodeInRound: Sendable, Equatable {
+        public enum State: String, Sendable, Equatable, CaseIterable {
+            case joined, submitted, rejected, declined
+        }
+
+        public var nodeID: String
+        public var state: State
+        /// passed, refused, off or empty (unknown).
+        public var gate: String
+        /// Escaped and cut reason of a rejection or a decline.
+        public var detail: String
+        public var atUnixSeconds: Int64
+
+        public init(nodeID: String, state: State, gate: String = "", detail: String = "", atUnixSeconds: Int64) {
+            self.nodeID = nodeID
+            self.state = state
+            self.gate = gate
+            self.detail = detail
+            self.atUnixSeconds = atUnixSeconds
+        }
     }
 
     /// The database file name inside the coordinator's state directory.
@@ -127,6 +157,23 @@ public final class CoordinatorDatabase: Sendable {
         migrator.registerMigration("v2-finalization-attempts") { db in
             try db.alter(table: "round") { table in
                 table.add(column: "finalization_attempts", .integer).notNull().defaults(to: 0)
+            }
+        }
+        migrator.registerMigration("v3-round-history") { db in
+            // A long-running coordinator keeps every round: when it ended, what it was asked to do, and each node's
+            // part in it (joined, submitted, rejected, declined; its privacy gate).
+            try db.alter(table: "round") { table in
+                table.add(column: "ended_at", .integer)
+                table.add(column: "configuration_json", .text)
+            }
+            try db.create(table: "round_node") { table in
+                table.column("round_id", .integer).notNull()
+                table.column("node_id", .text).notNull()
+                table.column("state", .text).notNull()
+                table.column("gate", .text).notNull().defaults(to: "")
+                table.column("detail", .text).notNull().defaults(to: "")
+                table.column("at", .integer).notNull()
+                table.primaryKey(["round_id", "node_id"])
             }
         }
         return migrator
@@ -261,7 +308,80 @@ public final class CoordinatorDatabase: Sendable {
         }
         return Round(id: UInt64(row["id"] as Int64), state: state, openedAtUnixSeconds: row["opened_at"],
                      deadlineUnixSeconds: row["deadline_at"], resultJSON: row["result_json"], failure: row["failure"],
-                     finalizationAttempts: row["finalization_attempts"])
+                     finalizationAttempts: row["finalization_attempts"], endedAtUnixSeconds: row["ended_at"],
+                     configurationJSON: row["configuration_json"])
+    }
+
+    /// The stored rounds, newest first, at most `limit`.
+    public func rounds(limit: Int = 100) throws -> [Round] {
+        try guarded {
+            try pool.read { db in
+                try Int64.fetchAll(db, sql: "SELECT id FROM round ORDER BY id DESC LIMIT ?", arguments: [limit])
+                    .compactMap { try Self.round(db, id: UInt64($0)) }
+            }
+        }
+    }
+
+    /// The stored round with the highest id, if any.
+    public func latestRound() throws -> Round? { try rounds(limit: 1).first }
+
+    /// Records the configuration a round was opened with (kept once written).
+    public func setRoundConfiguration(id: UInt64, json: String) throws {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: "UPDATE round SET configuration_json = COALESCE(configuration_json, ?) WHERE id = ?",
+                               arguments: [json, Int64(id)])
+            }
+        }
+    }
+
+    // MARK: Nodes in rounds
+
+    /// Records where a node is in a round. A later state replaces an earlier one, except that a stored submission
+    /// is never overwritten by a join (a node that rejoins after submitting stays submitted); the gate is kept when
+    /// the new record has none.
+    public func setNode(_ node: NodeInRound, round: UInt64) throws {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO round_node (round_id, node_id, state, gate, detail, at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(round_id, node_id) DO UPDATE SET
+                        state = CASE WHEN round_node.state = 'submitted' AND excluded.state = 'joined' THEN round_node.state
+                                     ELSE excluded.state END,
+                        gate = CASE WHEN excluded.gate = '' THEN round_node.gate ELSE excluded.gate END,
+                        detail = CASE WHEN round_node.state = 'submitted' AND excluded.state = 'joined' THEN round_node.detail
+                                      ELSE excluded.detail END,
+                        at = excluded.at
+                    """, arguments: [Int64(round), node.nodeID, node.state.rawValue, node.gate, node.detail, node.atUnixSeconds])
+            }
+        }
+    }
+
+    /// Every node's part in a round, by node id.
+    public func nodes(inRound round: UInt64) throws -> [String: NodeInRound] {
+        try guarded {
+            try pool.read { db in
+                var result: [String: NodeInRound] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM round_node WHERE round_id = ?", arguments: [Int64(round)]) {
+                    let text: String = row["state"]
+                    guard let state = NodeInRound.State(rawValue: text) else { continue }
+                    let node: String = row["node_id"]
+                    result[node] = NodeInRound(nodeID: node, state: state, gate: row["gate"], detail: row["detail"], atUnixSeconds: row["at"])
+                }
+                return result
+            }
+        }
+    }
+
+    /// When each node that ever joined was last seen.
+    public func nodesLastSeen() throws -> [String: Int64] {
+        try guarded {
+            try pool.read { db in
+                var result: [String: Int64] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT id, last_seen_at FROM node") { result[row["id"]] = row["last_seen_at"] }
+                return result
+            }
+        }
     }
 
     /// A stored round.
@@ -275,12 +395,16 @@ public final class CoordinatorDatabase: Sendable {
     }
 
     /// Moves a round to `state`, with its result or failure.
-    public func setRoundState(id: UInt64, state: RoundState, resultJSON: String? = nil, failure: String? = nil) throws {
+    /// A round that concludes (finished, failed) records `now` as its end, once.
+    public func setRoundState(id: UInt64, state: RoundState, resultJSON: String? = nil, failure: String? = nil,
+                              now: Int64 = Int64(Date().timeIntervalSince1970)) throws {
         try guarded {
             try pool.write { db in
                 try db.execute(sql: """
-                    UPDATE round SET state = ?, result_json = COALESCE(?, result_json), failure = ? WHERE id = ?
-                    """, arguments: [state.rawValue, resultJSON, failure, Int64(id)])
+                    UPDATE round SET state = ?, result_json = COALESCE(?, result_json), failure = ?,
+                        ended_at = CASE WHEN ? THEN COALESCE(ended_at, ?) ELSE NULL END WHERE id = ?
+                    """, arguments: [state.rawValue, resultJSON, failure, state == .finished || state == .failed,
+                                     now, Int64(id)])
             }
         }
     }

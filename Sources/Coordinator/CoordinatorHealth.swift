@@ -46,6 +46,14 @@ public final class CoordinatorHealth: Sendable {
     /// The round moved on.
     func enter(_ phase: Phase) { update { $0.phase = phase } }
 
+    /// A new round opened (a long-running coordinator's next round).
+    func beginRound(_ id: UInt64, phase: Phase = .open) {
+        update {
+            $0.roundID = id
+            $0.phase = phase
+        }
+    }
+
     /// A graceful shutdown began: everything reports NOT_SERVING and open health watches end, so that they do not
     /// hold the shutdown.
     func stopping() {

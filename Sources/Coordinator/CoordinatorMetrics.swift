@@ -17,6 +17,8 @@ struct CoordinatorMetrics: Sendable {
     /// 0 open, 1 closed (merging), 2 finished, 3 failed.
     let roundState: Gauge
     let globalAccuracy: Gauge
+    /// The id of the round this process serves now.
+    let roundID: Gauge
 
     init(factory: any MetricsFactory) {
         self.factory = factory
@@ -29,6 +31,18 @@ struct CoordinatorMetrics: Sendable {
         submissionsInRound = Gauge(label: "feddistill_round_submissions", factory: factory)
         roundState = Gauge(label: "feddistill_round_state", factory: factory)
         globalAccuracy = Gauge(label: "feddistill_global_accuracy", factory: factory)
+        roundID = Gauge(label: "feddistill_round_id", factory: factory)
+    }
+
+    /// A round ended (finished or failed), counted by outcome.
+    func roundsEnded(_ outcome: CoordinatorDatabase.RoundState) {
+        Counter(label: "feddistill_rounds_total", dimensions: [("outcome", outcome.rawValue)], factory: factory).increment()
+    }
+
+    /// A node's privacy gate as the coordinator learns it: passed (a signed audit summary came with the set), refused
+    /// (the node declined), off (a set without a summary).
+    func gate(_ outcome: String) {
+        Counter(label: "feddistill_gate_outcomes_total", dimensions: [("outcome", outcome)], factory: factory).increment()
     }
 
     func phase(_ name: String, seconds: Double) {

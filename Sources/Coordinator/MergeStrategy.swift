@@ -55,6 +55,8 @@ public struct DistributionMatchingMerge: MergeStrategy {
     public var network: ConvNet.Configuration
     public var learningRate: Float
     public var seed: UInt64
+    /// Called after every merge iteration with (iteration, total).
+    public var progress: (@Sendable (Int, Int) -> Void)?
 
     public init(imagesPerClass: Int, iterations: Int, network: ConvNet.Configuration, learningRate: Float, seed: UInt64) {
         self.imagesPerClass = imagesPerClass
@@ -99,7 +101,10 @@ public struct DistributionMatchingMerge: MergeStrategy {
                                         imageLearningRate: learningRate, batchReal: 256, augmentation: .dsa, seed: seed ^ round)
         let hasWeight = weights.contains { $0 > 0 }
         var set = try Distiller.run(recipe: recipe, data: union, descriptor: descriptor, start: initial,
-                                    sampleWeights: hasWeight ? weights : nil)
+                                    sampleWeights: hasWeight ? weights : nil) { [progress] iteration, total, _ in
+            progress?(iteration, total)
+            return true
+        }
         // The global set's provenance: a merge of node sets, with the nodes' reported counts.
         set.metadata.method = "dm-merge"
         set.metadata.initialization = "nodes"

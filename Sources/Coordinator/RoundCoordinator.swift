@@ -62,6 +62,8 @@ public actor RoundCoordinator {
     /// This process started on a round that had already ended (finished or failed) and, with `exit_after_round`
     /// false, only serves its stored outcome: status, health, metrics, and the final event to nodes that watch.
     public nonisolated let concludedBeforeStart: Bool
+    /// What the finalisation is doing (step, done, total), shared with the status answer and the dashboard.
+    public nonisolated let progress: ProgressBoard
 
     /// Opens the state database and loads keys. A restart keeps the round's original deadline; call ``resume()``
     /// to replay the submissions already stored.
@@ -69,8 +71,13 @@ public actor RoundCoordinator {
     /// - Throws: `RoundFailure` if the round already finished or failed (start a new round id) and the coordinator
     ///   exits after its round; with `exit_after_round` false it starts serving the stored outcome instead
     ///   (``concludedBeforeStart``): an orchestrator's restart must not turn into a crash loop.
+    ///
+    /// A long-running coordinator (``RoundScheduler``) makes one per round and passes what outlives rounds in
+    /// `shared` (the database, the health board, the progress board); with `serveConcluded` a concluded round is
+    /// served whatever `exit_after_round` says (the scheduler decides what comes after it).
     public init(configuration: CoordinatorConfiguration, logger: Logger,
-                metricsFactory: any MetricsFactory = MetricsSystem.factory, clock: RoundClock = .system) throws {
+                metricsFactory: any MetricsFactory = MetricsSystem.factory, clock: RoundClock = .system,
+                shared: CoordinatorShared? = nil, serveConcluded: Bool = false) throws {
         try configuration.validate()
         self.configuration = configuration
         self.clock = clock
@@ -78,11 +85,14 @@ public actor RoundCoordinator {
         self.logger = logger
         metrics = CoordinatorMetrics(factory: metricsFactory)
         descriptor = try DatasetCatalog.descriptor(named: configuration.dataset)
-        database = try CoordinatorDatabase(stateDirectory: configuration.stateDirectory)
+        database = try shared?.database ?? CoordinatorDatabase(stateDirectory: configuration.stateDirectory)
+        progress = shared?.progress ?? ProgressBoard(clock: clock.now)
         let now = clock.now()
         let round = try database.openRound(id: configuration.roundID, now: Int64(now.timeIntervalSince1970),
                                            deadline: Int64(now.addingTimeInterval(configuration.deadlineSeconds).timeIntervalSince1970))
+        try database.setRoundConfiguration(id: configuration.roundID, json: configuration.roundConfigurationJSON)
         switch round.state {
+        case _ where serveConcluded: break
         case .finished where configuration.exitAfterRound:
             throw RoundFailure(reason: "round \(round.id) already finished (see \(configuration.stateDirectory)/result-round-\(round.id).json); "
                                + "start the next round with a new round id")
@@ -98,7 +108,13 @@ public actor RoundCoordinator {
         case .failed: .failed
         default: .open
         }
-        health = CoordinatorHealth(roundID: configuration.roundID, phase: phase)
+        if let shared {
+            health = shared.health
+            health.beginRound(configuration.roundID, phase: phase)
+        } else {
+            health = CoordinatorHealth(roundID: configuration.roundID, phase: phase)
+        }
+        metrics.roundID.record(Int(configuration.roundID))
         sealingKeys = try KeyFiles.readSealingKeys(configuration.sealingKeyPath)
         var keys: [String: SigningPublicKey] = [:]
         for node in configuration.expectedNodes {
@@ -115,6 +131,7 @@ public actor RoundCoordinator {
                                     deadline: Date(timeIntervalSince1970: TimeInterval(round.deadlineUnixSeconds)))
         guard concludedBeforeStart else {
             metrics.roundState.record(0)
+            progress.begin("admitting", total: configuration.expectedNodes.count)
             return
         }
         // Serving a concluded round: nothing to finalise; a node that watches receives the stored outcome and the end.
@@ -124,14 +141,7 @@ public actor RoundCoordinator {
             metrics.roundState.record(3)
         } else {
             metrics.roundState.record(2)
-            let report = round.resultJSON ?? "{}"
-            let global = (try? JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])?["global"] as? [String: Any]
-            var event = Feddistill_V1_RoundEvent()
-            event.roundID = configuration.roundID
-            event.atUnixSeconds = Int64(clock.now().timeIntervalSince1970)
-            event.finalResult.accuracyMean = global?["accuracy_mean"] as? Double ?? 0
-            event.finalResult.accuracyStd = global?["accuracy_std"] as? Double ?? 0
-            event.finalResult.reportJson = report
+            let event = Self.storedOutcomeEvent(round, now: clock.now())
             events = [event]
             metrics.globalAccuracy.record(event.finalResult.accuracyMean)
         }
@@ -139,12 +149,33 @@ public actor RoundCoordinator {
                       metadata: ["round.id": "\(configuration.roundID)", "state": "\(round.state)"])
     }
 
-    /// Replays stored submissions into the state machine; call once after init.
+    /// The final event of a stored finished round (its report and accuracy), for nodes that watch it later.
+    static func storedOutcomeEvent(_ round: CoordinatorDatabase.Round, now: Date) -> Feddistill_V1_RoundEvent {
+        let report = round.resultJSON ?? "{}"
+        let global = (try? JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])?["global"] as? [String: Any]
+        var event = Feddistill_V1_RoundEvent()
+        event.roundID = round.id
+        event.atUnixSeconds = Int64(now.timeIntervalSince1970)
+        event.finalResult.accuracyMean = global?["accuracy_mean"] as? Double ?? 0
+        event.finalResult.accuracyStd = global?["accuracy_std"] as? Double ?? 0
+        event.finalResult.reportJson = report
+        return event
+    }
+
+    /// Replays stored submissions (and declines) into the state machine; call once after init.
     public func resume() throws {
         guard !concludedBeforeStart else { return }
+        // Progress of the finalisation reaches the nodes that watch the round, throttled by the board.
+        progress.listen { [weak self] snapshot in
+            guard let self else { return }
+            Task { await self.publishProgress(snapshot) }
+        }
         for record in try database.records(round: configuration.roundID) {
             logger.info("resuming stored submission", metadata: ["node.id": "\(PeerText.escaped(record.nodeID))", "round.id": "\(record.roundID)"])
             act(machine.submissionStored(from: record.nodeID, now: clock.now()))
+        }
+        for (node, entry) in try database.nodes(inRound: configuration.roundID) where entry.state == .declined {
+            act(machine.declined(by: node, now: clock.now()))
         }
         metrics.submissionsInRound.record(machine.submitted.count)
         // A round that had closed before a crash (it was merging) closes again at once with what it holds.
@@ -161,26 +192,38 @@ public actor RoundCoordinator {
             throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) distills with method "
                            + "'\(configuration.method)', which \(PeerText.escaped(node)) does not support (capabilities: \(announced))")
         }
-        try database.nodeSeen(node, atUnixSeconds: Int64(clock.now().timeIntervalSince1970))
+        guard isRunning else {
+            throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) has ended; no round is open")
+        }
+        let now = Int64(clock.now().timeIntervalSince1970)
+        try database.nodeSeen(node, atUnixSeconds: now)
+        try database.setNode(.init(nodeID: node, state: .joined, atUnixSeconds: now), round: configuration.roundID)
         metrics.joins.increment()
         if joined.insert(node).inserted {
             logger.info("node joined", metadata: ["node.id": "\(PeerText.escaped(node))"])
             publish { $0.nodeJoined.nodeID = node }
         }
         var response = Feddistill_V1_JoinResponse()
-        response.round.roundID = configuration.roundID
-        response.round.federationID = configuration.federationID
-        response.round.datasetName = configuration.dataset
-        response.round.imageShape = descriptor.imageShape.map(UInt32.init)
-        response.round.classCount = UInt32(descriptor.classCount)
-        response.round.method = configuration.method
-        response.round.imagesPerClass = UInt32(configuration.imagesPerClass)
-        response.round.iterations = UInt32(configuration.nodeIterations)
-        response.round.deadlineUnixSeconds = Int64(machine.deadline.timeIntervalSince1970)
-        response.round.quorum = UInt32(configuration.quorum)
-        response.round.recipeJson = configuration.nodeRecipe?.json() ?? ""
+        response.round = roundConfiguration()
         response.sealingPublicKey = Data(sealingKeys.publicKey.rawRepresentation)
         return response
+    }
+
+    /// What nodes are asked to do in this round (join answers and an operator's `round start` carry it).
+    func roundConfiguration() -> Feddistill_V1_RoundConfiguration {
+        var round = Feddistill_V1_RoundConfiguration()
+        round.roundID = configuration.roundID
+        round.federationID = configuration.federationID
+        round.datasetName = configuration.dataset
+        round.imageShape = descriptor.imageShape.map(UInt32.init)
+        round.classCount = UInt32(descriptor.classCount)
+        round.method = configuration.method
+        round.imagesPerClass = UInt32(configuration.imagesPerClass)
+        round.iterations = UInt32(configuration.nodeIterations)
+        round.deadlineUnixSeconds = Int64(machine.deadline.timeIntervalSince1970)
+        round.quorum = UInt32(configuration.quorum)
+        round.recipeJson = configuration.nodeRecipe?.json() ?? ""
+        return round
     }
 
     /// Verifies, validates and durably stores one envelope; returns the receipt. The envelope is opened off the
@@ -236,6 +279,12 @@ public actor RoundCoordinator {
         }
         metrics.storedSubmissions.increment()
         metrics.envelopeBytes.increment(by: stored.bytes)
+        // A signed audit summary means the node's privacy gate ran and passed (a refusing gate sends nothing).
+        let gate = signedAudit.isEmpty ? "off" : "passed"
+        metrics.gate(gate)
+        try? database.setNode(.init(nodeID: node, state: .submitted, gate: gate, atUnixSeconds: stored.storedAtUnixSeconds),
+                              round: configuration.roundID)
+        progress.advance(to: machine.submitted.count + 1)
         logger.info("submission stored", metadata: ["node.id": "\(PeerText.escaped(node))", "envelope.bytes": "\(stored.bytes)"])
         publish {
             $0.nodeSubmitted.nodeID = node
@@ -277,7 +326,7 @@ public actor RoundCoordinator {
     }
 
     /// Whether the round has neither a result nor a failure yet.
-    var isRunning: Bool { result == nil && failure == nil && !concludedBeforeStart }
+    public var isRunning: Bool { result == nil && failure == nil && !concludedBeforeStart }
 
     /// Called periodically: applies the deadline.
     public func tick() { act(machine.tick(now: clock.now())) }
@@ -308,11 +357,49 @@ public actor RoundCoordinator {
         metrics.rejectedSubmissions.increment()
         // Reasons quote what the peer sent; escaped and cut so that neither logs nor round events carry it raw.
         let safeReason = PeerText.escaped(reason, maxCharacters: 512)
+        try? database.setNode(.init(nodeID: node, state: .rejected, detail: String(safeReason.prefix(200)),
+                                    atUnixSeconds: Int64(clock.now().timeIntervalSince1970)), round: configuration.roundID)
         logger.info("submission rejected", metadata: ["node.id": "\(PeerText.escaped(node))", "reason": "\(safeReason)"])
         publish {
             $0.nodeRejected.nodeID = node
             $0.nodeRejected.reason = safeReason
         }
+    }
+
+    /// A node will not submit in this round (its privacy gate refused the set): recorded, announced to watchers, and
+    /// the round stops waiting for it. A node that already submitted cannot take its set back.
+    func decline(node: String, roundID: UInt64, reason: String) throws {
+        guard roundID == configuration.roundID else {
+            throw RPCError(code: .failedPrecondition, message: "round \(roundID) is not the current round (\(configuration.roundID))")
+        }
+        guard isRunning, machine.accepts(node) else {
+            throw RPCError(code: .failedPrecondition, message: "round \(configuration.roundID) is not accepting from this node")
+        }
+        guard !machine.submitted.contains(node) else {
+            throw RPCError(code: .failedPrecondition, message: "this node's set is already stored in round \(configuration.roundID)")
+        }
+        let safeReason = PeerText.escaped(reason, maxCharacters: 200)
+        let now = Int64(clock.now().timeIntervalSince1970)
+        try database.nodeSeen(node, atUnixSeconds: now)
+        try database.setNode(.init(nodeID: node, state: .declined, gate: "refused", detail: safeReason, atUnixSeconds: now),
+                             round: configuration.roundID)
+        metrics.gate("refused")
+        logger.notice("node declined the round", metadata: ["node.id": "\(PeerText.escaped(node))", "reason": "\(safeReason)"])
+        publish {
+            $0.nodeRejected.nodeID = node
+            $0.nodeRejected.reason = "declined: " + safeReason
+        }
+        act(machine.declined(by: node, now: clock.now()))
+    }
+
+    /// Sends a progress reading to the round's live watchers (not kept for replay: it is stale at once).
+    func publishProgress(_ snapshot: ProgressBoard.Snapshot) {
+        guard isRunning, !watchers.isEmpty else { return }
+        var event = Feddistill_V1_RoundEvent()
+        event.roundID = configuration.roundID
+        event.atUnixSeconds = Int64(clock.now().timeIntervalSince1970)
+        event.progress = snapshot.wire
+        for continuation in watchers.values { continuation.yield(event) }
     }
 
     private func publish(_ fill: (inout Feddistill_V1_RoundEvent) -> Void) {
@@ -339,6 +426,8 @@ public actor RoundCoordinator {
             finalizationContinuation.yield(FinalizationRequest(submitted: submitted, failures: failures))
         case let .fail(reason):
             logger.error("round failed", metadata: ["reason": "\(reason)"])
+            metrics.roundState.record(3)
+            metrics.roundsEnded(.failed)
             health.enter(.failed)
             persistState(.failed, failure: reason)
             end(.failure(RoundFailure(reason: reason)))
@@ -364,7 +453,7 @@ public actor RoundCoordinator {
             return
         }
         let work = RoundFinalizer(configuration: configuration, descriptor: descriptor, store: database, opener: opener,
-                                  logger: logger)
+                                  progress: progress, logger: logger)
         do {
             guard let result = try await Self.unlessCancelled({ try work.run(submitted: submitted, failures: failures) }) else {
                 // Shut down mid-finalisation: not an attempt that crashed; a restart finalises again.
@@ -373,7 +462,9 @@ public actor RoundCoordinator {
                 return
             }
             self.result = result
+            progress.begin("done", total: 0)
             metrics.roundState.record(2)
+            metrics.roundsEnded(.finished)
             health.enter(.finished)
             metrics.globalAccuracy.record(result.global.mean)
             for (phase, seconds) in result.phaseSeconds { metrics.phase(phase, seconds: seconds) }
@@ -393,6 +484,7 @@ public actor RoundCoordinator {
     private func fail(finalizing reason: String) {
         logger.error("round finalisation failed", metadata: ["error": "\(reason)"])
         metrics.roundState.record(3)
+        metrics.roundsEnded(.failed)
         health.enter(.failed)
         persistState(.failed, failure: reason)
         end(.failure(RoundFailure(reason: reason)))
@@ -400,7 +492,8 @@ public actor RoundCoordinator {
 
     private func persistState(_ state: CoordinatorDatabase.RoundState, resultJSON: String? = nil, failure: String? = nil) {
         do {
-            try database.setRoundState(id: configuration.roundID, state: state, resultJSON: resultJSON, failure: failure)
+            try database.setRoundState(id: configuration.roundID, state: state, resultJSON: resultJSON, failure: failure,
+                                       now: Int64(clock.now().timeIntervalSince1970))
         } catch {
             logger.error("cannot record the round state", metadata: ["state": "\(state)", "error": "\(error)"])
         }

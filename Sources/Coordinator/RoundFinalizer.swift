@@ -1,3 +1,4 @@
+import Crypto
 import Distill
 import Foundation
 import Logging
@@ -21,6 +22,8 @@ public struct RoundResult: Sendable {
     public var nodes: [Node]
     public var phaseSeconds: [String: Double]
     public var globalSetPath: String
+    /// SHA-256 of the global set's safetensors file (hex), as written.
+    public var globalSetSHA256 = ""
 
     /// The machine-readable report (`simulate --json` embeds it), whole.
     public func json() -> Data { json(includeAudits: true, failureCharacters: nil, includeNodes: true) }
@@ -39,11 +42,12 @@ public struct RoundResult: Sendable {
     private func json(includeAudits: Bool, failureCharacters: Int?, includeNodes: Bool, truncated: String? = nil) -> Data {
         func report(_ r: SetEvaluation.Report) -> [String: Any] {
             ["accuracy_mean": r.mean, "accuracy_std": r.standardDeviation, "accuracies": r.accuracies, "per_class": r.perClass,
-             "seconds": r.seconds]
+             "confusion": r.confusion, "seconds": r.seconds]
         }
         var object: [String: Any] = [
             "round": roundID, "global": report(global), "baselines": baselines.mapValues(report),
             "phase_seconds": phaseSeconds, "global_set": globalSetPath, "node_count": nodes.count,
+            "global_set_sha256": globalSetSHA256,
         ]
         if includeNodes {
             object["nodes"] = nodes.map { node -> [String: Any] in
@@ -67,7 +71,16 @@ struct RoundFinalizer: Sendable {
     let descriptor: DatasetDescriptor
     let store: CoordinatorDatabase
     let opener: SubmissionOpener
+    /// Where the steps' progress goes (decrypt i/n, merge iteration i/N, evaluation epoch k/(models × epochs)).
+    let progress: ProgressBoard
     let logger: Logger
+
+    /// Reports an evaluation's progress as epochs done over all its models.
+    private func evaluating(_ step: String, _ evaluation: SetEvaluation) -> (Int, Int) -> Void {
+        let epochs = evaluation.epochs
+        progress.begin(step, total: evaluation.models * epochs)
+        return { [progress] model, epoch in progress.advance(to: model * epochs + epoch) }
+    }
 
     func run(submitted: [String], failures: [String: String]) throws -> RoundResult {
         var phases: [String: Double] = [:]
@@ -79,7 +92,9 @@ struct RoundFinalizer: Sendable {
         var submissions: [NodeSubmission] = []
         var nodes: [RoundResult.Node] = []
         var failures = failures
-        for node in submitted {
+        progress.begin("decrypt", total: submitted.count)
+        for (index, node) in submitted.enumerated() {
+            defer { progress.advance(to: index + 1) }
             let record = try store.record(round: configuration.roundID, node: node)
             do {
                 // Decrypted in memory only; the stored copy stays sealed. The same checks as on submit.
@@ -98,8 +113,10 @@ struct RoundFinalizer: Sendable {
         let splits = try DatasetStore.resolve(explicit: configuration.dataDirectory).load(configuration.dataset)
         let network = ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: configuration.width)
         let learningRate = DistributionMatching.defaultImageLearningRate(imageShape: descriptor.imageShape)
-        let merge = DistributionMatchingMerge(imagesPerClass: configuration.globalImagesPerClass, iterations: configuration.mergeIterations,
+        var merge = DistributionMatchingMerge(imagesPerClass: configuration.globalImagesPerClass, iterations: configuration.mergeIterations,
                                               network: network, learningRate: learningRate, seed: configuration.seed)
+        progress.begin("merge", total: configuration.mergeIterations)
+        merge.progress = { [progress] iteration, _ in progress.advance(to: iteration) }
         logger.info("merging node sets", metadata: ["nodes": "\(submissions.count)", "strategy": "\(merge.name)"])
         guard let global = try merge.aggregate(round: configuration.roundID, submissions: submissions, failures: failures,
                                                descriptor: descriptor) else {
@@ -108,16 +125,17 @@ struct RoundFinalizer: Sendable {
         lap("merge")
         let globalPath = configuration.stateDirectory + "/global-round-\(configuration.roundID).safetensors"
         try global.write(to: globalPath)
+        let digest = SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: globalPath))).map { String(format: "%02x", $0) }.joined()
         try Data(PNG.grid(global.data, normalization: descriptor.normalization, zoom: descriptor.imageShape[1] < 16 ? 4 : 2))
             .write(to: URL(fileURLWithPath: configuration.stateDirectory + "/global-round-\(configuration.roundID).png"))
         let evaluation = SetEvaluation(network: network, models: configuration.evaluationModels, epochs: configuration.evaluationEpochs,
                                        augmentation: DSA(dataset: descriptor.name), seed: configuration.seed)
-        let globalReport = evaluation.evaluate(global.trainingData, test: splits.test)
+        let globalReport = evaluation.evaluate(global.trainingData, test: splits.test, progress: evaluating("evaluate-global", evaluation))
         logger.info("global set evaluated", metadata: ["accuracy.mean": "\(globalReport.mean)"])
         lap("evaluate-global")
         var baselines: [String: SetEvaluation.Report] = [:]
         if let union = try UnionMerge().aggregate(round: configuration.roundID, submissions: submissions, failures: failures, descriptor: descriptor) {
-            baselines["union"] = evaluation.evaluate(union.trainingData, test: splits.test)
+            baselines["union"] = evaluation.evaluate(union.trainingData, test: splits.test, progress: evaluating("evaluate-union", evaluation))
         }
         lap("evaluate-union")
         if configuration.centralizedBaseline {
@@ -127,12 +145,17 @@ struct RoundFinalizer: Sendable {
                                             iterations: configuration.nodeIterations, network: .init(width: configuration.width),
                                             imageLearningRate: learningRate, seed: configuration.seed,
                                             settings: .plainDistributionMatching(formationFactor: configuration.formationFactor))
-            let centralized = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor)
-            baselines["centralized_dm"] = evaluation.evaluate(centralized.trainingData, test: splits.test)
+            progress.begin("centralized-dm", total: recipe.iterations)
+            let centralized = try Distiller.run(recipe: recipe, data: splits.train, descriptor: descriptor) { [progress] iteration, _, _ in
+                progress.advance(to: iteration)
+                return true
+            }
+            baselines["centralized_dm"] = evaluation.evaluate(centralized.trainingData, test: splits.test,
+                                                              progress: evaluating("evaluate-centralized", evaluation))
             lap("centralized-dm")
         }
         let result = RoundResult(roundID: configuration.roundID, global: globalReport, baselines: baselines, nodes: nodes,
-                                 phaseSeconds: phases, globalSetPath: globalPath)
+                                 phaseSeconds: phases, globalSetPath: globalPath, globalSetSHA256: digest)
         try result.json().write(to: URL(fileURLWithPath: configuration.stateDirectory + "/result-round-\(configuration.roundID).json"),
                                 options: .atomic)
         return result

@@ -2,8 +2,8 @@ import Foundation
 
 /// The life of one round, as pure logic: events in, actions out, no I/O and an injected clock.
 ///
-/// A round is open until every expected node has submitted (close at once), or until the deadline, when it closes
-/// if at least `quorum` nodes submitted and fails otherwise.
+/// A round is open until every expected node has submitted or declined (close at once, or fail without the quorum),
+/// or until the deadline, when it closes if at least `quorum` nodes submitted and fails otherwise.
 public struct RoundStateMachine: Sendable, Equatable {
     public enum State: Sendable, Equatable {
         case open, closed, failed(reason: String)
@@ -23,6 +23,8 @@ public struct RoundStateMachine: Sendable, Equatable {
     public let deadline: Date
     public private(set) var state = State.open
     public private(set) var submitted: Set<String> = []
+    /// Nodes that said they will not submit (their privacy gate refused the set).
+    public private(set) var declined: Set<String> = []
 
     public init(expectedNodes: Set<String>, quorum: Int, deadline: Date) {
         precondition(quorum >= 1 && quorum <= max(expectedNodes.count, 1), "quorum must be in 1...expected nodes")
@@ -35,7 +37,18 @@ public struct RoundStateMachine: Sendable, Equatable {
     public mutating func submissionStored(from node: String, now: Date) -> Action {
         guard state == .open, expectedNodes.contains(node) else { return .none }
         submitted.insert(node)
+        declined.remove(node)
         if submitted == expectedNodes { return close() }
+        if submitted.union(declined) == expectedNodes { return expire() }
+        return tick(now: now)
+    }
+
+    /// A node declined the round: nothing more is coming from it. Once every expected node has submitted or
+    /// declined, waiting longer cannot help: the round closes with the quorum or fails without it.
+    public mutating func declined(by node: String, now: Date) -> Action {
+        guard state == .open, expectedNodes.contains(node), !submitted.contains(node) else { return .none }
+        declined.insert(node)
+        if submitted.union(declined) == expectedNodes { return expire() }
         return tick(now: now)
     }
 
@@ -47,7 +60,10 @@ public struct RoundStateMachine: Sendable, Equatable {
 
     private mutating func expire() -> Action {
         if submitted.count >= quorum { return close() }
-        let reason = "deadline passed with \(submitted.count) of \(expectedNodes.count) submissions (quorum \(quorum))"
+        let declinedNote = declined.isEmpty ? "" : ", \(declined.count) declined"
+        let reason = submitted.union(declined) == expectedNodes
+            ? "every node submitted or declined: \(submitted.count) of \(expectedNodes.count) submissions\(declinedNote) (quorum \(quorum))"
+            : "deadline passed with \(submitted.count) of \(expectedNodes.count) submissions\(declinedNote) (quorum \(quorum))"
         state = .failed(reason: reason)
         return .fail(reason: reason)
     }

@@ -36,6 +36,10 @@ public struct NodeConfiguration: Sendable, Codable {
     /// Distill with differential privacy (DP-DM) at this ε; nil: plain DM.
     public var dpEpsilon: Double?
     public var dpDelta = 1e-5
+    /// Rounds to take part in (0: every round until stopped). Between rounds the node asks the coordinator every
+    /// `pollSeconds` whether a new round is open.
+    public var rounds = 1
+    public var pollSeconds = 2.0
 
     public init() {}
 }
@@ -65,11 +69,19 @@ public struct NodeRunner: Sendable {
     /// Progress callback: a phase name and, during distillation, iteration and total.
     public typealias Progress = @Sendable (_ phase: String, _ done: Int, _ total: Int) -> Void
 
+    /// Takes part in `rounds` rounds (0: every round until the task is cancelled) and returns the last round's
+    /// report. One round: join, distill, audit, seal, submit (with retries), wait for the result. Between rounds the
+    /// node asks the coordinator every `pollSeconds` for a newly opened round. A set its privacy gate refuses is not
+    /// sent: the node declines the round (the coordinator stops waiting for it) and, with one round, fails; a
+    /// long-lived node goes on to the next round.
     public func run(progress: Progress? = nil) async throws -> NodeReport {
         let config = configuration
         guard let scheme = PartitionScheme(config.partition) else { throw NodeError.invalid("unknown partition '\(config.partition)'") }
         guard config.partitionIndex >= 0, config.partitionIndex < config.partitionNodes else {
             throw NodeError.invalid("partition index \(config.partitionIndex) is outside 0..<\(config.partitionNodes)")
+        }
+        guard config.rounds >= 0, config.pollSeconds.isFinite, config.pollSeconds > 0 else {
+            throw NodeError.invalid("rounds must be ≥ 0 and poll_seconds positive")
         }
         let splits = try DatasetStore.resolve(explicit: config.dataDirectory).load(config.dataset)
         let parts = Partitioner.partition(labels: splits.train.labels, classCount: splits.descriptor.classCount,
@@ -79,76 +91,148 @@ public struct NodeRunner: Sendable {
         var splitRNG = RandomSource(seed: config.seed ^ 0x9A7E)
         let order = splitRNG.permutation(partition.count)
         let heldOutCount = config.privacyGate ? partition.count / 5 : 0
-        let heldOut = partition.subset(Array(order.prefix(heldOutCount)))
-        let privateData = partition.subset(Array(order.dropFirst(heldOutCount)))
-        logger.info("private partition loaded", metadata: ["node.id": "\(config.nodeID)", "images": "\(privateData.count)"])
+        let data = PrivateData(descriptor: splits.descriptor, members: partition.subset(Array(order.dropFirst(heldOutCount))),
+                               heldOut: partition.subset(Array(order.prefix(heldOutCount))))
+        logger.info("private partition loaded", metadata: ["node.id": "\(config.nodeID)", "images": "\(data.members.count)"])
         let signing = try KeyFiles.readSigningKeys(KeyFiles.paths(in: config.credentialsDirectory, name: config.nodeID).signingKey)
         let transport = try FederationTransport.client(
             host: config.coordinatorHost, port: config.coordinatorPort, serverName: config.serverName,
             credentials: TLSCredentials.inDirectory(config.credentialsDirectory, name: config.nodeID))
         return try await withGRPCClient(transport: transport) { client in
             let federation = Feddistill_V1_Federation.Client(wrapping: client)
-            progress?("join", 0, 1)
-            var request = Feddistill_V1_JoinRequest()
-            request.nodeID = config.nodeID
-            request.protocolVersion = ProtocolVersion.current
-            request.capabilities = Distiller.capabilities
-            let joined = try await retrying("join") { try await federation.join(request) }
-            let round = joined.round
-            guard round.datasetName == config.dataset, round.imageShape.map(Int.init) == splits.descriptor.imageShape else {
-                throw NodeError.invalid("round expects \(round.datasetName) \(round.imageShape), this node holds \(config.dataset)")
-            }
-            let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
-            let recipe = try recipe(for: round)
-            let start = Date()
-            var set = try await distill(privateData, descriptor: splits.descriptor, recipe: recipe, progress: progress)
-            let distillSeconds = Date().timeIntervalSince(start)
-            if config.privacyGate {
-                progress?("audit", 0, 1)
-                let (summary, passed, reason) = try await audit(set, members: privateData, nonMembers: heldOut, descriptor: splits.descriptor)
-                // The summary travels inside the set, so the node's signature covers it.
-                if let summary = try? SyntheticSet.Metadata.validatedAuditSummary(summary, path: "privacy audit") {
-                    set.metadata.privacyAudit = summary
+            var last: NodeReport?
+            var lastRound: UInt64 = 0
+            var taken = 0
+            while config.rounds == 0 || taken < config.rounds {
+                if config.rounds != 1 {
+                    // Long-lived: wait until the coordinator has a round open that this node has not taken part in.
+                    lastRound = try await waitForOpenRound(after: lastRound, federation: federation, progress: progress)
                 }
-                guard passed else {
-                    logger.error("privacy gate blocked the submission", metadata: ["node.id": "\(config.nodeID)", "reason": "\(reason)"])
-                    throw NodeError.privacyGate(reason)
+                do {
+                    let report = try await takePart(federation: federation, data: data, signing: signing, progress: progress)
+                    last = report
+                    lastRound = max(lastRound, report.roundID)
+                } catch let NodeError.declined(round, reason) {
+                    lastRound = max(lastRound, round)
+                    guard config.rounds != 1 else { throw NodeError.privacyGate(reason) }
+                    logger.error("privacy gate refused this round's set; waiting for the next round",
+                                 metadata: ["node.id": "\(config.nodeID)", "round.id": "\(round)"])
                 }
+                taken += 1
             }
-            let envelope = try SealedEnvelope.seal(
-                payload: set.encoded(), recipient: recipient, signer: signing,
-                header: EnvelopeHeader(federationID: round.federationID, roundID: round.roundID, nodeID: config.nodeID)).serialized()
-            var metadata = SubmitMetadata()
-            metadata.roundID = round.roundID
-            metadata.nodeID = config.nodeID
-            progress?("submit", 0, 1)
-            // The same bytes on every attempt: a node that lost its receipt resubmits and is stored once.
-            _ = try await retrying("submit") { try await federation.submitEnvelope(envelope, metadata: metadata) }
-            logger.info("set submitted", metadata: ["node.id": "\(config.nodeID)", "envelope.bytes": "\(envelope.count)"])
-            progress?("wait", 0, 1)
-            var report = NodeReport(nodeID: config.nodeID, roundID: round.roundID, privateImages: privateData.count,
-                                    syntheticImages: set.data.count, bytesSent: envelope.count, distillSeconds: distillSeconds)
-            var watch = Feddistill_V1_WatchRoundRequest()
-            watch.nodeID = config.nodeID
-            watch.roundID = round.roundID
-            // A coordinator that restarts mid-round resumes from its database; the watch reconnects and replays.
-            let final = try await retrying("watch") {
-                try await federation.watchRound(watch) { response -> Feddistill_V1_FinalResult? in
-                    var final: Feddistill_V1_FinalResult?
-                    for try await event in response.messages {
-                        if case let .finalResult(result)? = event.event { final = result }
-                    }
-                    return final
-                }
-            }
-            report.globalAccuracyMean = final?.accuracyMean
-            report.globalAccuracyStandardDeviation = final?.accuracyStd
-            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
-            try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: config.stateDirectory + "/\(config.nodeID)-round-\(round.roundID).json"),
-                                                   options: .atomic)
-            progress?("done", 1, 1)
-            return report
+            guard let last else { throw NodeError.invalid("no round completed") }
+            return last
         }
+    }
+
+    /// The partition this node distills from and the records its privacy gate holds out.
+    struct PrivateData: Sendable {
+        let descriptor: DatasetDescriptor
+        let members: LabeledImages
+        let heldOut: LabeledImages
+    }
+
+    /// Polls the coordinator's status until a round after `round` is open; returns that round's id.
+    private func waitForOpenRound(after round: UInt64, federation: Feddistill_V1_Federation.Client<some ClientTransport>,
+                                  progress: Progress?) async throws -> UInt64 {
+        var announced = false
+        while true {
+            let status = try await retrying("status") { try await federation.status(Feddistill_V1_StatusRequest()) }
+            if status.phase == .open, status.currentRoundID > round { return status.currentRoundID }
+            if !announced {
+                logger.info("waiting for the next round", metadata: ["node.id": "\(configuration.nodeID)", "after.round": "\(round)"])
+                announced = true
+            }
+            let eta = status.progress.etaSeconds
+            progress?("next-round", 0, eta >= 0 ? Int(eta.rounded()) : 0)
+            try await Task.sleep(for: .milliseconds(Int64(configuration.pollSeconds * 1000)))
+        }
+    }
+
+    /// One round: join, distill, audit (declining when the gate refuses), seal, submit, wait for the result.
+    private func takePart(federation: Feddistill_V1_Federation.Client<some ClientTransport>, data: PrivateData,
+                          signing: SigningKeys, progress: Progress?) async throws -> NodeReport {
+        let config = configuration
+        progress?("join", 0, 1)
+        var request = Feddistill_V1_JoinRequest()
+        request.nodeID = config.nodeID
+        request.protocolVersion = ProtocolVersion.current
+        request.capabilities = Distiller.capabilities
+        let joined = try await retrying("join") { try await federation.join(request) }
+        let round = joined.round
+        guard round.datasetName == config.dataset, round.imageShape.map(Int.init) == data.descriptor.imageShape else {
+            throw NodeError.invalid("round expects \(round.datasetName) \(round.imageShape), this node holds \(config.dataset)")
+        }
+        let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
+        let recipe = try recipe(for: round)
+        let start = Date()
+        var set = try await distill(data.members, descriptor: data.descriptor, recipe: recipe, progress: progress)
+        let distillSeconds = Date().timeIntervalSince(start)
+        if config.privacyGate {
+            progress?("audit", 0, 1)
+            let (summary, passed, reason) = try await audit(set, members: data.members, nonMembers: data.heldOut, descriptor: data.descriptor)
+            // The summary travels inside the set, so the node's signature covers it.
+            if let summary = try? SyntheticSet.Metadata.validatedAuditSummary(summary, path: "privacy audit") {
+                set.metadata.privacyAudit = summary
+            }
+            guard passed else {
+                logger.error("privacy gate blocked the submission", metadata: ["node.id": "\(config.nodeID)", "reason": "\(reason)"])
+                // Tell the coordinator, so that the round stops waiting for this node; the set itself stays here.
+                var decline = Feddistill_V1_DeclineRequest()
+                decline.nodeID = config.nodeID
+                decline.roundID = round.roundID
+                decline.reason = "privacy gate: " + reason
+                do { _ = try await retrying("decline") { try await federation.decline(decline) } } catch {
+                    logger.notice("could not tell the coordinator that this node declines the round", metadata: ["error": "\(error)"])
+                }
+                throw NodeError.declined(round: round.roundID, reason: reason)
+            }
+        }
+        let envelope = try SealedEnvelope.seal(
+            payload: set.encoded(), recipient: recipient, signer: signing,
+            header: EnvelopeHeader(federationID: round.federationID, roundID: round.roundID, nodeID: config.nodeID)).serialized()
+        var metadata = SubmitMetadata()
+        metadata.roundID = round.roundID
+        metadata.nodeID = config.nodeID
+        progress?("submit", 0, 1)
+        // The same bytes on every attempt: a node that lost its receipt resubmits and is stored once.
+        _ = try await retrying("submit") { try await federation.submitEnvelope(envelope, metadata: metadata) }
+        logger.info("set submitted", metadata: ["node.id": "\(config.nodeID)", "envelope.bytes": "\(envelope.count)"])
+        progress?("wait", 0, 1)
+        var report = NodeReport(nodeID: config.nodeID, roundID: round.roundID, privateImages: data.members.count,
+                                syntheticImages: set.data.count, bytesSent: envelope.count, distillSeconds: distillSeconds)
+        var watch = Feddistill_V1_WatchRoundRequest()
+        watch.nodeID = config.nodeID
+        watch.roundID = round.roundID
+        // A coordinator that restarts mid-round resumes from its database; the watch reconnects and replays. While the
+        // coordinator merges and evaluates, its progress events show here instead of a bare wait.
+        let final = try await retrying("watch") {
+            try await federation.watchRound(watch) { response -> Feddistill_V1_FinalResult? in
+                var final: Feddistill_V1_FinalResult?
+                for try await event in response.messages {
+                    switch event.event {
+                    case let .finalResult(result)?: final = result
+                    case let .progress(step)?:
+                        progress?("coordinator-" + Self.phaseName(step.step), Int(clamping: step.done), Int(clamping: step.total))
+                    default: break
+                    }
+                }
+                return final
+            }
+        }
+        report.globalAccuracyMean = final?.accuracyMean
+        report.globalAccuracyStandardDeviation = final?.accuracyStd
+        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
+        try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: config.stateDirectory + "/\(config.nodeID)-round-\(round.roundID).json"),
+                                               options: .atomic)
+        progress?("done", 1, 1)
+        return report
+    }
+
+    /// A coordinator's step name as one progress word (letters, digits and '-' only; it is the coordinator's text).
+    static func phaseName(_ step: String) -> String {
+        let cleaned = String(step.prefix(32).unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) || $0 == "-" })
+        return cleaned.isEmpty ? "working" : cleaned
     }
 
     /// The recipe this node distills with: the round's (the reference DM recipe, with its statistics bank, at the node's
@@ -170,7 +254,8 @@ public struct NodeRunner: Sendable {
         }
         if let imagesPerClass = config.imagesPerClass { recipe.imagesPerClass = imagesPerClass }
         if let iterations = config.iterations { recipe.iterations = iterations }
-        recipe.seed = config.seed
+        // Round 1 distills with the node's seed, round r with seed + r − 1 (a new start and new networks each round).
+        recipe.seed = round.roundID <= 1 ? config.seed : config.seed &+ (round.roundID - 1)
         if let dpEpsilon = config.dpEpsilon {
             recipe.privacy = PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta)
             // DP-DM is plain DM: the bank goes (its means and trained networks are not privatised); the formation
@@ -251,11 +336,14 @@ public enum NodeError: Error, CustomStringConvertible {
     case invalid(String)
     /// The privacy gate refused to send the set.
     case privacyGate(String)
+    /// The privacy gate refused this round's set; the node told the coordinator it declines the round.
+    case declined(round: UInt64, reason: String)
 
     public var description: String {
         switch self {
         case let .invalid(message): message
         case let .privacyGate(reason): "privacy gate: the set was not sent: \(reason)"
+        case let .declined(round, reason): "privacy gate: the set of round \(round) was not sent: \(reason)"
         }
     }
 }

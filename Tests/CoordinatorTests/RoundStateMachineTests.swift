@@ -15,6 +15,24 @@ struct RoundStateMachineTests {
         #expect(!machine.accepts("a"))
     }
 
+    /// A node whose privacy gate refused its set declines: once every node has submitted or declined, the round closes
+    /// with the quorum at once, or fails without it, instead of waiting for the deadline.
+    @Test func declinesEndTheWaitForThoseNodes() {
+        var machine = RoundStateMachine(expectedNodes: ["a", "b", "c"], quorum: 2, deadline: start.addingTimeInterval(60))
+        #expect(machine.submissionStored(from: "a", now: start) == .none)
+        #expect(machine.declined(by: "b", now: start) == .none)
+        #expect(machine.declined(by: "a", now: start) == .none, "a stored set cannot be declined")
+        #expect(machine.submissionStored(from: "c", now: start) == .close(submitted: ["a", "c"]))
+
+        var short = RoundStateMachine(expectedNodes: ["a", "b"], quorum: 2, deadline: start.addingTimeInterval(60))
+        _ = short.submissionStored(from: "a", now: start)
+        guard case let .fail(reason) = short.declined(by: "b", now: start) else {
+            Issue.record("a round that cannot reach its quorum fails at once")
+            return
+        }
+        #expect(reason.contains("every node submitted or declined") && reason.contains("1 declined"))
+    }
+
     @Test func closesAtTheDeadlineWithQuorum() {
         var machine = RoundStateMachine(expectedNodes: ["a", "b", "c"], quorum: 2, deadline: start.addingTimeInterval(60))
         _ = machine.submissionStored(from: "a", now: start)

@@ -77,4 +77,13 @@ final class TestFederationService: Feddistill_V1_Federation.SimpleServiceProtoco
         response.currentRoundID = roundID
         return response
     }
+
+    func decline(request: Feddistill_V1_DeclineRequest, context: ServerContext) async throws -> Feddistill_V1_DeclineResponse {
+        try PeerIdentity.requireNode(request.nodeID, context: context)
+        return Feddistill_V1_DeclineResponse()
+    }
+
+    func startRound(request: Feddistill_V1_StartRoundRequest, context: ServerContext) async throws -> Feddistill_V1_StartRoundResponse {
+        throw RPCError(code: .unimplemented, message: "the test service has one round")
+    }
 }

@@ -20,9 +20,18 @@ public enum PNG {
             + chunk("IEND", [])
     }
 
+    /// How a grid maps values to pixels.
+    public enum Contrast: Sendable {
+        /// The dataset's de-normalisation, clipped to 0...1 (what a model sees).
+        case dataset
+        /// Each image stretched from its own minimum to its maximum (synthetic images often sit in a narrow or
+        /// out-of-range band that reads as noise otherwise).
+        case perImage
+    }
+
     /// A grid with one row per class and one column per image of that class, de-normalised to pixels, each image
     /// scaled up by `zoom` and separated by a 1-pixel border.
-    public static func grid(_ set: LabeledImages, normalization: Normalization, zoom: Int = 1) -> [UInt8] {
+    public static func grid(_ set: LabeledImages, normalization: Normalization, zoom: Int = 1, contrast: Contrast = .dataset) -> [UInt8] {
         let (c, h, w) = (set.imageShape[0], set.imageShape[1], set.imageShape[2])
         let byClass = set.indicesByClass().filter { !$0.isEmpty }
         let columns = max(byClass.map(\.count).max() ?? 1, 1)
@@ -30,7 +39,16 @@ public enum PNG {
         let (width, height) = (columns * cellW + 1, max(byClass.count, 1) * cellH + 1)
         let outChannels = c == 3 ? 3 : 1
         var pixels = [UInt8](repeating: 255, count: width * height * outChannels)
-        let images = normalization.denormalize(set.images)
+        var images = normalization.denormalize(set.images)
+        if contrast == .perImage {
+            let size = c * h * w
+            for index in 0..<set.count {
+                let range = index * size..<(index + 1) * size
+                let low = images.storage[range].min() ?? 0, high = images.storage[range].max() ?? 1
+                let scale: Float = high > low ? 1 / (high - low) : 0
+                for i in range { images.storage[i] = (images.storage[i] - low) * scale }
+            }
+        }
         for (row, members) in byClass.enumerated() {
             for (column, index) in members.enumerated() {
                 for y in 0..<(h * zoom) {

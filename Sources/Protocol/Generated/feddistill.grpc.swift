@@ -77,12 +77,40 @@ public enum Feddistill_V1_Federation: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Decline" metadata.
+        public enum Decline: Sendable {
+            /// Request type for "Decline".
+            public typealias Input = Feddistill_V1_DeclineRequest
+            /// Response type for "Decline".
+            public typealias Output = Feddistill_V1_DeclineResponse
+            /// Descriptor for "Decline".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "feddistill.v1.Federation"),
+                method: "Decline",
+                type: .unary
+            )
+        }
+        /// Namespace for "StartRound" metadata.
+        public enum StartRound: Sendable {
+            /// Request type for "StartRound".
+            public typealias Input = Feddistill_V1_StartRoundRequest
+            /// Response type for "StartRound".
+            public typealias Output = Feddistill_V1_StartRoundResponse
+            /// Descriptor for "StartRound".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "feddistill.v1.Federation"),
+                method: "StartRound",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "feddistill.v1.Federation" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Join.descriptor,
             Submit.descriptor,
             WatchRound.descriptor,
-            Status.descriptor
+            Status.descriptor,
+            Decline.descriptor,
+            StartRound.descriptor
         ]
     }
 }
@@ -173,7 +201,8 @@ extension Feddistill_V1_Federation {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Counters for operators.
+        /// > Counters for operators, the current round's progress, the node table and the round history. The dashboard's
+        /// > JSON API serves the same message (protobuf JSON mapping, proto field names).
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Feddistill_V1_StatusRequest` messages.
@@ -186,6 +215,43 @@ extension Feddistill_V1_Federation {
             request: GRPCCore.StreamingServerRequest<Feddistill_V1_StatusRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_StatusResponse>
+
+        /// Handle the "Decline" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node that will not submit in a round says why (its privacy gate refused the set): the round stops waiting
+        /// > for it. Added in protocol 1; an older coordinator answers UNIMPLEMENTED and the node just does not submit.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Feddistill_V1_DeclineRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Feddistill_V1_DeclineResponse` messages.
+        func decline(
+            request: GRPCCore.StreamingServerRequest<Feddistill_V1_DeclineRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_DeclineResponse>
+
+        /// Handle the "StartRound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators only (a certificate issued with `feddistill certs issue --role operator`): opens the next round now.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Feddistill_V1_StartRoundRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Feddistill_V1_StartRoundResponse` messages.
+        func startRound(
+            request: GRPCCore.StreamingServerRequest<Feddistill_V1_StartRoundRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_StartRoundResponse>
     }
 
     /// Service protocol for the "feddistill.v1.Federation" service.
@@ -260,7 +326,8 @@ extension Feddistill_V1_Federation {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Counters for operators.
+        /// > Counters for operators, the current round's progress, the node table and the round history. The dashboard's
+        /// > JSON API serves the same message (protobuf JSON mapping, proto field names).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Feddistill_V1_StatusRequest` message.
@@ -273,6 +340,43 @@ extension Feddistill_V1_Federation {
             request: GRPCCore.ServerRequest<Feddistill_V1_StatusRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Feddistill_V1_StatusResponse>
+
+        /// Handle the "Decline" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node that will not submit in a round says why (its privacy gate refused the set): the round stops waiting
+        /// > for it. Added in protocol 1; an older coordinator answers UNIMPLEMENTED and the node just does not submit.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_DeclineRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Feddistill_V1_DeclineResponse` message.
+        func decline(
+            request: GRPCCore.ServerRequest<Feddistill_V1_DeclineRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Feddistill_V1_DeclineResponse>
+
+        /// Handle the "StartRound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators only (a certificate issued with `feddistill certs issue --role operator`): opens the next round now.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_StartRoundRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Feddistill_V1_StartRoundResponse` message.
+        func startRound(
+            request: GRPCCore.ServerRequest<Feddistill_V1_StartRoundRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Feddistill_V1_StartRoundResponse>
     }
 
     /// Simple service protocol for the "feddistill.v1.Federation" service.
@@ -346,7 +450,8 @@ extension Feddistill_V1_Federation {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Counters for operators.
+        /// > Counters for operators, the current round's progress, the node table and the round history. The dashboard's
+        /// > JSON API serves the same message (protobuf JSON mapping, proto field names).
         ///
         /// - Parameters:
         ///   - request: A `Feddistill_V1_StatusRequest` message.
@@ -359,6 +464,43 @@ extension Feddistill_V1_Federation {
             request: Feddistill_V1_StatusRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Feddistill_V1_StatusResponse
+
+        /// Handle the "Decline" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node that will not submit in a round says why (its privacy gate refused the set): the round stops waiting
+        /// > for it. Added in protocol 1; an older coordinator answers UNIMPLEMENTED and the node just does not submit.
+        ///
+        /// - Parameters:
+        ///   - request: A `Feddistill_V1_DeclineRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Feddistill_V1_DeclineResponse` to respond with.
+        func decline(
+            request: Feddistill_V1_DeclineRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Feddistill_V1_DeclineResponse
+
+        /// Handle the "StartRound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators only (a certificate issued with `feddistill certs issue --role operator`): opens the next round now.
+        ///
+        /// - Parameters:
+        ///   - request: A `Feddistill_V1_StartRoundRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Feddistill_V1_StartRoundResponse` to respond with.
+        func startRound(
+            request: Feddistill_V1_StartRoundRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Feddistill_V1_StartRoundResponse
     }
 }
 
@@ -410,6 +552,28 @@ extension Feddistill_V1_Federation.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Feddistill_V1_Federation.Method.Decline.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_DeclineRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_DeclineResponse>(),
+            handler: { request, context in
+                try await self.decline(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Feddistill_V1_Federation.Method.StartRound.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_StartRoundRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_StartRoundResponse>(),
+            handler: { request, context in
+                try await self.startRound(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -454,6 +618,28 @@ extension Feddistill_V1_Federation.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_StatusResponse> {
         let response = try await self.status(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func decline(
+        request: GRPCCore.StreamingServerRequest<Feddistill_V1_DeclineRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_DeclineResponse> {
+        let response = try await self.decline(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func startRound(
+        request: GRPCCore.StreamingServerRequest<Feddistill_V1_StartRoundRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_StartRoundResponse> {
+        let response = try await self.startRound(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -513,6 +699,32 @@ extension Feddistill_V1_Federation.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Feddistill_V1_StatusResponse> {
         return GRPCCore.ServerResponse<Feddistill_V1_StatusResponse>(
             message: try await self.status(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func decline(
+        request: GRPCCore.ServerRequest<Feddistill_V1_DeclineRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Feddistill_V1_DeclineResponse> {
+        return GRPCCore.ServerResponse<Feddistill_V1_DeclineResponse>(
+            message: try await self.decline(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func startRound(
+        request: GRPCCore.ServerRequest<Feddistill_V1_StartRoundRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Feddistill_V1_StartRoundResponse> {
+        return GRPCCore.ServerResponse<Feddistill_V1_StartRoundResponse>(
+            message: try await self.startRound(
                 request: request.message,
                 context: context
             ),
@@ -609,7 +821,8 @@ extension Feddistill_V1_Federation {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Counters for operators.
+        /// > Counters for operators, the current round's progress, the node table and the round history. The dashboard's
+        /// > JSON API serves the same message (protobuf JSON mapping, proto field names).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Feddistill_V1_StatusRequest` message.
@@ -626,6 +839,53 @@ extension Feddistill_V1_Federation {
             deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_StatusResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_StatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Decline" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node that will not submit in a round says why (its privacy gate refused the set): the round stops waiting
+        /// > for it. Added in protocol 1; an older coordinator answers UNIMPLEMENTED and the node just does not submit.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_DeclineRequest` message.
+        ///   - serializer: A serializer for `Feddistill_V1_DeclineRequest` messages.
+        ///   - deserializer: A deserializer for `Feddistill_V1_DeclineResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func decline<Result>(
+            request: GRPCCore.ClientRequest<Feddistill_V1_DeclineRequest>,
+            serializer: some GRPCCore.MessageSerializer<Feddistill_V1_DeclineRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_DeclineResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_DeclineResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "StartRound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators only (a certificate issued with `feddistill certs issue --role operator`): opens the next round now.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_StartRoundRequest` message.
+        ///   - serializer: A serializer for `Feddistill_V1_StartRoundRequest` messages.
+        ///   - deserializer: A deserializer for `Feddistill_V1_StartRoundResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func startRound<Result>(
+            request: GRPCCore.ClientRequest<Feddistill_V1_StartRoundRequest>,
+            serializer: some GRPCCore.MessageSerializer<Feddistill_V1_StartRoundRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_StartRoundResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_StartRoundResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -755,7 +1015,8 @@ extension Feddistill_V1_Federation {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Counters for operators.
+        /// > Counters for operators, the current round's progress, the node table and the round history. The dashboard's
+        /// > JSON API serves the same message (protobuf JSON mapping, proto field names).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Feddistill_V1_StatusRequest` message.
@@ -778,6 +1039,75 @@ extension Feddistill_V1_Federation {
             try await self.client.unary(
                 request: request,
                 descriptor: Feddistill_V1_Federation.Method.Status.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Decline" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node that will not submit in a round says why (its privacy gate refused the set): the round stops waiting
+        /// > for it. Added in protocol 1; an older coordinator answers UNIMPLEMENTED and the node just does not submit.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_DeclineRequest` message.
+        ///   - serializer: A serializer for `Feddistill_V1_DeclineRequest` messages.
+        ///   - deserializer: A deserializer for `Feddistill_V1_DeclineResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func decline<Result>(
+            request: GRPCCore.ClientRequest<Feddistill_V1_DeclineRequest>,
+            serializer: some GRPCCore.MessageSerializer<Feddistill_V1_DeclineRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_DeclineResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_DeclineResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Feddistill_V1_Federation.Method.Decline.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "StartRound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators only (a certificate issued with `feddistill certs issue --role operator`): opens the next round now.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_StartRoundRequest` message.
+        ///   - serializer: A serializer for `Feddistill_V1_StartRoundRequest` messages.
+        ///   - deserializer: A deserializer for `Feddistill_V1_StartRoundResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func startRound<Result>(
+            request: GRPCCore.ClientRequest<Feddistill_V1_StartRoundRequest>,
+            serializer: some GRPCCore.MessageSerializer<Feddistill_V1_StartRoundRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_StartRoundResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_StartRoundResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Feddistill_V1_Federation.Method.StartRound.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -880,7 +1210,8 @@ extension Feddistill_V1_Federation.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Counters for operators.
+    /// > Counters for operators, the current round's progress, the node table and the round history. The dashboard's
+    /// > JSON API serves the same message (protobuf JSON mapping, proto field names).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Feddistill_V1_StatusRequest` message.
@@ -900,6 +1231,65 @@ extension Feddistill_V1_Federation.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_StatusRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_StatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Decline" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A node that will not submit in a round says why (its privacy gate refused the set): the round stops waiting
+    /// > for it. Added in protocol 1; an older coordinator answers UNIMPLEMENTED and the node just does not submit.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Feddistill_V1_DeclineRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func decline<Result>(
+        request: GRPCCore.ClientRequest<Feddistill_V1_DeclineRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_DeclineResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.decline(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_DeclineRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_DeclineResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StartRound" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Operators only (a certificate issued with `feddistill certs issue --role operator`): opens the next round now.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Feddistill_V1_StartRoundRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func startRound<Result>(
+        request: GRPCCore.ClientRequest<Feddistill_V1_StartRoundRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_StartRoundResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.startRound(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_StartRoundRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_StartRoundResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1012,7 +1402,8 @@ extension Feddistill_V1_Federation.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Counters for operators.
+    /// > Counters for operators, the current round's progress, the node table and the round history. The dashboard's
+    /// > JSON API serves the same message (protobuf JSON mapping, proto field names).
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -1035,6 +1426,73 @@ extension Feddistill_V1_Federation.ClientProtocol {
             metadata: metadata
         )
         return try await self.status(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Decline" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A node that will not submit in a round says why (its privacy gate refused the set): the round stops waiting
+    /// > for it. Added in protocol 1; an older coordinator answers UNIMPLEMENTED and the node just does not submit.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func decline<Result>(
+        _ message: Feddistill_V1_DeclineRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_DeclineResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Feddistill_V1_DeclineRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.decline(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StartRound" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Operators only (a certificate issued with `feddistill certs issue --role operator`): opens the next round now.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func startRound<Result>(
+        _ message: Feddistill_V1_StartRoundRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_StartRoundResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Feddistill_V1_StartRoundRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.startRound(
             request: request,
             options: options,
             onResponse: handleResponse

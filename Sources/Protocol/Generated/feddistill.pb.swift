@@ -30,6 +30,66 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Feddistill_V1_NodeState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Registered in the federation; not seen in the current round.
+  case registered // = 1
+
+  /// Joined the current round (distilling).
+  case joined // = 2
+
+  /// Its set is stored.
+  case submitted // = 3
+
+  /// Its submission was refused (the reason is in detail).
+  case rejected // = 4
+
+  /// It declined the round (its privacy gate refused the set).
+  case declined // = 5
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .registered
+    case 2: self = .joined
+    case 3: self = .submitted
+    case 4: self = .rejected
+    case 5: self = .declined
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .registered: return 1
+    case .joined: return 2
+    case .submitted: return 3
+    case .rejected: return 4
+    case .declined: return 5
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Feddistill_V1_NodeState] = [
+    .unspecified,
+    .registered,
+    .joined,
+    .submitted,
+    .rejected,
+    .declined,
+  ]
+
+}
+
 /// The life of a round as the coordinator reports it (status and the health service).
 public nonisolated enum Feddistill_V1_RoundPhase: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
@@ -366,6 +426,15 @@ public nonisolated struct Feddistill_V1_RoundEvent: Sendable {
     set {event = .finalResult(newValue)}
   }
 
+  /// What the coordinator is doing while the round closes (merge iteration, evaluation model), throttled.
+  public var progress: Feddistill_V1_RoundProgress {
+    get {
+      if case .progress(let v)? = event {return v}
+      return Feddistill_V1_RoundProgress()
+    }
+    set {event = .progress(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Event: Equatable, Sendable {
@@ -374,6 +443,8 @@ public nonisolated struct Feddistill_V1_RoundEvent: Sendable {
     case nodeRejected(Feddistill_V1_NodeRejected)
     case roundClosed(Feddistill_V1_RoundClosed)
     case finalResult(Feddistill_V1_FinalResult)
+    /// What the coordinator is doing while the round closes (merge iteration, evaluation model), throttled.
+    case progress(Feddistill_V1_RoundProgress)
 
   }
 
@@ -390,31 +461,253 @@ public nonisolated struct Feddistill_V1_StatusRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Feddistill_V1_StatusResponse: Sendable {
+public nonisolated struct Feddistill_V1_StatusResponse: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var rounds: UInt64 = 0
+  public var rounds: UInt64 {
+    get {_storage._rounds}
+    set {_uniqueStorage()._rounds = newValue}
+  }
 
-  public var nodes: UInt64 = 0
+  public var nodes: UInt64 {
+    get {_storage._nodes}
+    set {_uniqueStorage()._nodes = newValue}
+  }
 
-  public var submissions: UInt64 = 0
+  public var submissions: UInt64 {
+    get {_storage._submissions}
+    set {_uniqueStorage()._submissions = newValue}
+  }
 
   /// The round currently open, 0 if none.
-  public var currentRoundID: UInt64 = 0
+  public var currentRoundID: UInt64 {
+    get {_storage._currentRoundID}
+    set {_uniqueStorage()._currentRoundID = newValue}
+  }
 
   /// Where the current round is (field added in protocol 1; an older coordinator leaves it UNSPECIFIED).
-  public var phase: Feddistill_V1_RoundPhase = .unspecified
+  public var phase: Feddistill_V1_RoundPhase {
+    get {_storage._phase}
+    set {_uniqueStorage()._phase = newValue}
+  }
+
+  /// What the coordinator is doing now (empty step: nothing reported).
+  public var progress: Feddistill_V1_RoundProgress {
+    get {_storage._progress ?? Feddistill_V1_RoundProgress()}
+    set {_uniqueStorage()._progress = newValue}
+  }
+  /// Returns true if `progress` has been explicitly set.
+  public var hasProgress: Bool {_storage._progress != nil}
+  /// Clears the value of `progress`. Subsequent reads from it will return its default value.
+  public mutating func clearProgress() {_uniqueStorage()._progress = nil}
+
+  /// Every registered node and where it is in the current round.
+  public var nodeTable: [Feddistill_V1_NodeStatus] {
+    get {_storage._nodeTable}
+    set {_uniqueStorage()._nodeTable = newValue}
+  }
+
+  /// Rounds of this federation, newest first (at most the last 100).
+  public var history: [Feddistill_V1_RoundSummary] {
+    get {_storage._history}
+    set {_uniqueStorage()._history = newValue}
+  }
+
+  /// Rounds the coordinator's schedule runs from its first round id (0: until stopped).
+  public var scheduledRounds: UInt32 {
+    get {_storage._scheduledRounds}
+    set {_uniqueStorage()._scheduledRounds = newValue}
+  }
+
+  /// When the next round opens by the schedule (0: none scheduled, or it waits for `feddistill round start`).
+  public var nextRoundAtUnixSeconds: Int64 {
+    get {_storage._nextRoundAtUnixSeconds}
+    set {_uniqueStorage()._nextRoundAtUnixSeconds = newValue}
+  }
+
+  /// The coordinator's clock when it answered.
+  public var nowUnixSeconds: Int64 {
+    get {_storage._nowUnixSeconds}
+    set {_uniqueStorage()._nowUnixSeconds = newValue}
+  }
+
+  /// The latest finished round's summed confusion matrix over its evaluation models, row-major, class × class.
+  public var classCount: UInt32 {
+    get {_storage._classCount}
+    set {_uniqueStorage()._classCount = newValue}
+  }
+
+  public var confusion: [UInt64] {
+    get {_storage._confusion}
+    set {_uniqueStorage()._confusion = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Feddistill_V1_RoundProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// admitting, between-rounds, decrypt, merge, evaluate-global, evaluate-union, centralized-dm, done.
+  public var step: String = String()
+
+  public var done: UInt64 = 0
+
+  public var total: UInt64 = 0
+
+  /// Seconds in this step so far, and the estimate of those left (negative: unknown).
+  public var elapsedSeconds: Double = 0
+
+  public var etaSeconds: Double = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
+public nonisolated struct Feddistill_V1_NodeStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  public var state: Feddistill_V1_NodeState = .unspecified
+
+  /// Size of the stored envelope in the current round.
+  public var envelopeBytes: UInt64 = 0
+
+  public var lastSeenUnixSeconds: Int64 = 0
+
+  /// The node's privacy gate in the current round: "passed" (its signed audit summary came with the set), "refused"
+  /// (it declined), "off" (a set without a summary) or empty (not known yet).
+  public var gate: String = String()
+
+  /// Why a submission was rejected or a node declined, escaped and cut to 200 characters.
+  public var detail: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Feddistill_V1_RoundSummary: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var roundID: UInt64 = 0
+
+  public var phase: Feddistill_V1_RoundPhase = .unspecified
+
+  public var openedAtUnixSeconds: Int64 = 0
+
+  /// When the result or the failure was written (0: not yet).
+  public var endedAtUnixSeconds: Int64 = 0
+
+  /// Nodes whose sets were merged.
+  public var participants: [String] = []
+
+  public var accuracyMean: Double = 0
+
+  public var accuracyStd: Double = 0
+
+  public var failure: String = String()
+
+  /// SHA-256 of the global set's safetensors file.
+  public var globalSetSha256: String = String()
+
+  public var perClassAccuracy: [Double] = []
+
+  public var phaseSeconds: Dictionary<String,Double> = [:]
+
+  /// Baselines' mean accuracy by name (union, centralized_dm).
+  public var baselines: Dictionary<String,Double> = [:]
+
+  /// The round's configuration as JSON (dataset, recipe, merge and evaluation settings, nodes, quorum).
+  public var configurationJson: String = String()
+
+  /// Nodes' privacy gates: node id → passed, refused or off.
+  public var gates: Dictionary<String,String> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Feddistill_V1_DeclineRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  public var roundID: UInt64 = 0
+
+  /// Why, in the node's words (the coordinator escapes and cuts it).
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Feddistill_V1_DeclineResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Feddistill_V1_StartRoundRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Feddistill_V1_StartRoundResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var round: Feddistill_V1_RoundConfiguration {
+    get {_round ?? Feddistill_V1_RoundConfiguration()}
+    set {_round = newValue}
+  }
+  /// Returns true if `round` has been explicitly set.
+  public var hasRound: Bool {self._round != nil}
+  /// Clears the value of `round`. Subsequent reads from it will return its default value.
+  public mutating func clearRound() {self._round = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _round: Feddistill_V1_RoundConfiguration? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "feddistill.v1"
+
+nonisolated extension Feddistill_V1_NodeState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NODE_STATE_UNSPECIFIED\0\u{1}NODE_STATE_REGISTERED\0\u{1}NODE_STATE_JOINED\0\u{1}NODE_STATE_SUBMITTED\0\u{1}NODE_STATE_REJECTED\0\u{1}NODE_STATE_DECLINED\0")
+}
 
 nonisolated extension Feddistill_V1_RoundPhase: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROUND_PHASE_UNSPECIFIED\0\u{1}ROUND_PHASE_OPEN\0\u{1}ROUND_PHASE_FINALIZING\0\u{1}ROUND_PHASE_FINISHED\0\u{1}ROUND_PHASE_FAILED\0")
@@ -928,7 +1221,7 @@ nonisolated extension Feddistill_V1_FinalResult: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Feddistill_V1_RoundEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{3}at_unix_seconds\0\u{3}node_joined\0\u{3}node_submitted\0\u{3}node_rejected\0\u{3}round_closed\0\u{3}final_result\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{3}at_unix_seconds\0\u{3}node_joined\0\u{3}node_submitted\0\u{3}node_rejected\0\u{3}round_closed\0\u{3}final_result\0\u{1}progress\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1003,6 +1296,19 @@ nonisolated extension Feddistill_V1_RoundEvent: SwiftProtobuf.Message, SwiftProt
           self.event = .finalResult(v)
         }
       }()
+      case 8: try {
+        var v: Feddistill_V1_RoundProgress?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .progress(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .progress(v)
+        }
+      }()
       default: break
       }
     }
@@ -1040,6 +1346,10 @@ nonisolated extension Feddistill_V1_RoundEvent: SwiftProtobuf.Message, SwiftProt
       guard case .finalResult(let v)? = self.event else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     }()
+    case .progress?: try {
+      guard case .progress(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1075,7 +1385,161 @@ nonisolated extension Feddistill_V1_StatusRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Feddistill_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rounds\0\u{1}nodes\0\u{1}submissions\0\u{3}current_round_id\0\u{1}phase\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rounds\0\u{1}nodes\0\u{1}submissions\0\u{3}current_round_id\0\u{1}phase\0\u{1}progress\0\u{3}node_table\0\u{1}history\0\u{3}scheduled_rounds\0\u{3}next_round_at_unix_seconds\0\u{3}now_unix_seconds\0\u{3}class_count\0\u{1}confusion\0")
+
+  fileprivate class _StorageClass {
+    var _rounds: UInt64 = 0
+    var _nodes: UInt64 = 0
+    var _submissions: UInt64 = 0
+    var _currentRoundID: UInt64 = 0
+    var _phase: Feddistill_V1_RoundPhase = .unspecified
+    var _progress: Feddistill_V1_RoundProgress? = nil
+    var _nodeTable: [Feddistill_V1_NodeStatus] = []
+    var _history: [Feddistill_V1_RoundSummary] = []
+    var _scheduledRounds: UInt32 = 0
+    var _nextRoundAtUnixSeconds: Int64 = 0
+    var _nowUnixSeconds: Int64 = 0
+    var _classCount: UInt32 = 0
+    var _confusion: [UInt64] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _rounds = source._rounds
+      _nodes = source._nodes
+      _submissions = source._submissions
+      _currentRoundID = source._currentRoundID
+      _phase = source._phase
+      _progress = source._progress
+      _nodeTable = source._nodeTable
+      _history = source._history
+      _scheduledRounds = source._scheduledRounds
+      _nextRoundAtUnixSeconds = source._nextRoundAtUnixSeconds
+      _nowUnixSeconds = source._nowUnixSeconds
+      _classCount = source._classCount
+      _confusion = source._confusion
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._rounds) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._nodes) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._submissions) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._currentRoundID) }()
+        case 5: try { try decoder.decodeSingularEnumField(value: &_storage._phase) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._progress) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._nodeTable) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._history) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._scheduledRounds) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._nextRoundAtUnixSeconds) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._nowUnixSeconds) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._classCount) }()
+        case 13: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._confusion) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._rounds != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._rounds, fieldNumber: 1)
+      }
+      if _storage._nodes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._nodes, fieldNumber: 2)
+      }
+      if _storage._submissions != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._submissions, fieldNumber: 3)
+      }
+      if _storage._currentRoundID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._currentRoundID, fieldNumber: 4)
+      }
+      if _storage._phase != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._phase, fieldNumber: 5)
+      }
+      try { if let v = _storage._progress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._nodeTable.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._nodeTable, fieldNumber: 7)
+      }
+      if !_storage._history.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._history, fieldNumber: 8)
+      }
+      if _storage._scheduledRounds != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._scheduledRounds, fieldNumber: 9)
+      }
+      if _storage._nextRoundAtUnixSeconds != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._nextRoundAtUnixSeconds, fieldNumber: 10)
+      }
+      if _storage._nowUnixSeconds != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._nowUnixSeconds, fieldNumber: 11)
+      }
+      if _storage._classCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._classCount, fieldNumber: 12)
+      }
+      if !_storage._confusion.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._confusion, fieldNumber: 13)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_StatusResponse, rhs: Feddistill_V1_StatusResponse) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._rounds != rhs_storage._rounds {return false}
+        if _storage._nodes != rhs_storage._nodes {return false}
+        if _storage._submissions != rhs_storage._submissions {return false}
+        if _storage._currentRoundID != rhs_storage._currentRoundID {return false}
+        if _storage._phase != rhs_storage._phase {return false}
+        if _storage._progress != rhs_storage._progress {return false}
+        if _storage._nodeTable != rhs_storage._nodeTable {return false}
+        if _storage._history != rhs_storage._history {return false}
+        if _storage._scheduledRounds != rhs_storage._scheduledRounds {return false}
+        if _storage._nextRoundAtUnixSeconds != rhs_storage._nextRoundAtUnixSeconds {return false}
+        if _storage._nowUnixSeconds != rhs_storage._nowUnixSeconds {return false}
+        if _storage._classCount != rhs_storage._classCount {return false}
+        if _storage._confusion != rhs_storage._confusion {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_RoundProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RoundProgress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}step\0\u{1}done\0\u{1}total\0\u{3}elapsed_seconds\0\u{3}eta_seconds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1083,41 +1547,303 @@ nonisolated extension Feddistill_V1_StatusResponse: SwiftProtobuf.Message, Swift
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.rounds) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.nodes) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.submissions) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.currentRoundID) }()
-      case 5: try { try decoder.decodeSingularEnumField(value: &self.phase) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.done) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.total) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.elapsedSeconds) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.etaSeconds) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.rounds != 0 {
-      try visitor.visitSingularUInt64Field(value: self.rounds, fieldNumber: 1)
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 1)
     }
-    if self.nodes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.nodes, fieldNumber: 2)
+    if self.done != 0 {
+      try visitor.visitSingularUInt64Field(value: self.done, fieldNumber: 2)
     }
-    if self.submissions != 0 {
-      try visitor.visitSingularUInt64Field(value: self.submissions, fieldNumber: 3)
+    if self.total != 0 {
+      try visitor.visitSingularUInt64Field(value: self.total, fieldNumber: 3)
     }
-    if self.currentRoundID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.currentRoundID, fieldNumber: 4)
+    if self.elapsedSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.elapsedSeconds, fieldNumber: 4)
     }
-    if self.phase != .unspecified {
-      try visitor.visitSingularEnumField(value: self.phase, fieldNumber: 5)
+    if self.etaSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.etaSeconds, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Feddistill_V1_StatusResponse, rhs: Feddistill_V1_StatusResponse) -> Bool {
-    if lhs.rounds != rhs.rounds {return false}
-    if lhs.nodes != rhs.nodes {return false}
-    if lhs.submissions != rhs.submissions {return false}
-    if lhs.currentRoundID != rhs.currentRoundID {return false}
+  public static func ==(lhs: Feddistill_V1_RoundProgress, rhs: Feddistill_V1_RoundProgress) -> Bool {
+    if lhs.step != rhs.step {return false}
+    if lhs.done != rhs.done {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.elapsedSeconds != rhs.elapsedSeconds {return false}
+    if lhs.etaSeconds != rhs.etaSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NodeStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}state\0\u{3}envelope_bytes\0\u{3}last_seen_unix_seconds\0\u{1}gate\0\u{1}detail\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.envelopeBytes) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.lastSeenUnixSeconds) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.gate) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 2)
+    }
+    if self.envelopeBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.envelopeBytes, fieldNumber: 3)
+    }
+    if self.lastSeenUnixSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastSeenUnixSeconds, fieldNumber: 4)
+    }
+    if !self.gate.isEmpty {
+      try visitor.visitSingularStringField(value: self.gate, fieldNumber: 5)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_NodeStatus, rhs: Feddistill_V1_NodeStatus) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.envelopeBytes != rhs.envelopeBytes {return false}
+    if lhs.lastSeenUnixSeconds != rhs.lastSeenUnixSeconds {return false}
+    if lhs.gate != rhs.gate {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_RoundSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RoundSummary"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{1}phase\0\u{3}opened_at_unix_seconds\0\u{3}ended_at_unix_seconds\0\u{1}participants\0\u{3}accuracy_mean\0\u{3}accuracy_std\0\u{1}failure\0\u{3}global_set_sha256\0\u{3}per_class_accuracy\0\u{3}phase_seconds\0\u{1}baselines\0\u{3}configuration_json\0\u{1}gates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.roundID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.phase) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.openedAtUnixSeconds) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.endedAtUnixSeconds) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.participants) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.accuracyMean) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.accuracyStd) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.failure) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.globalSetSha256) }()
+      case 10: try { try decoder.decodeRepeatedDoubleField(value: &self.perClassAccuracy) }()
+      case 11: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.phaseSeconds) }()
+      case 12: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.baselines) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.configurationJson) }()
+      case 14: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.gates) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.roundID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.roundID, fieldNumber: 1)
+    }
+    if self.phase != .unspecified {
+      try visitor.visitSingularEnumField(value: self.phase, fieldNumber: 2)
+    }
+    if self.openedAtUnixSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.openedAtUnixSeconds, fieldNumber: 3)
+    }
+    if self.endedAtUnixSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.endedAtUnixSeconds, fieldNumber: 4)
+    }
+    if !self.participants.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.participants, fieldNumber: 5)
+    }
+    if self.accuracyMean.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.accuracyMean, fieldNumber: 6)
+    }
+    if self.accuracyStd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.accuracyStd, fieldNumber: 7)
+    }
+    if !self.failure.isEmpty {
+      try visitor.visitSingularStringField(value: self.failure, fieldNumber: 8)
+    }
+    if !self.globalSetSha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.globalSetSha256, fieldNumber: 9)
+    }
+    if !self.perClassAccuracy.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.perClassAccuracy, fieldNumber: 10)
+    }
+    if !self.phaseSeconds.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.phaseSeconds, fieldNumber: 11)
+    }
+    if !self.baselines.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.baselines, fieldNumber: 12)
+    }
+    if !self.configurationJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.configurationJson, fieldNumber: 13)
+    }
+    if !self.gates.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.gates, fieldNumber: 14)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_RoundSummary, rhs: Feddistill_V1_RoundSummary) -> Bool {
+    if lhs.roundID != rhs.roundID {return false}
     if lhs.phase != rhs.phase {return false}
+    if lhs.openedAtUnixSeconds != rhs.openedAtUnixSeconds {return false}
+    if lhs.endedAtUnixSeconds != rhs.endedAtUnixSeconds {return false}
+    if lhs.participants != rhs.participants {return false}
+    if lhs.accuracyMean != rhs.accuracyMean {return false}
+    if lhs.accuracyStd != rhs.accuracyStd {return false}
+    if lhs.failure != rhs.failure {return false}
+    if lhs.globalSetSha256 != rhs.globalSetSha256 {return false}
+    if lhs.perClassAccuracy != rhs.perClassAccuracy {return false}
+    if lhs.phaseSeconds != rhs.phaseSeconds {return false}
+    if lhs.baselines != rhs.baselines {return false}
+    if lhs.configurationJson != rhs.configurationJson {return false}
+    if lhs.gates != rhs.gates {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_DeclineRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeclineRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}round_id\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.roundID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if self.roundID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.roundID, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_DeclineRequest, rhs: Feddistill_V1_DeclineRequest) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.roundID != rhs.roundID {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_DeclineResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeclineResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_DeclineResponse, rhs: Feddistill_V1_DeclineResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_StartRoundRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartRoundRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_StartRoundRequest, rhs: Feddistill_V1_StartRoundRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_StartRoundResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartRoundResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._round) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._round {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_StartRoundResponse, rhs: Feddistill_V1_StartRoundResponse) -> Bool {
+    if lhs._round != rhs._round {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -33,7 +33,13 @@ public struct CertificateAuthority: Sendable {
         case coordinator(subjectAlternativeNames: [String])
         /// A node: TLS client, CN and SAN DNS name equal to the node id.
         case node
+        /// An operator (`feddistill round start`): TLS client, CN and SAN DNS name equal to the operator's name, plus
+        /// the SAN URI ``CertificateAuthority/operatorRoleURI``. Never accepted as a node.
+        case `operator`
     }
+
+    /// The SAN URI that marks an operator certificate.
+    public static let operatorRoleURI = "urn:feddistill:role:operator"
 
     /// Default SANs of a coordinator certificate.
     public static let defaultCoordinatorNames = ["localhost", "127.0.0.1"]
@@ -140,6 +146,9 @@ public struct CertificateAuthority: Sendable {
         switch role {
         case .node:
             sans = [.dnsName(name)]
+            usage = try wrap { try ExtendedKeyUsage([.clientAuth]) }
+        case .operator:
+            sans = [.dnsName(name), .uniformResourceIdentifier(Self.operatorRoleURI)]
             usage = try wrap { try ExtendedKeyUsage([.clientAuth]) }
         case .coordinator(let names):
             sans = try (names.isEmpty ? Self.defaultCoordinatorNames : names).map(Self.generalName)

@@ -137,4 +137,12 @@ private final class SinkService: Feddistill_V1_Federation.SimpleServiceProtocol 
         response.submissions = UInt64(counts.submissions)
         return response
     }
+
+    func decline(request: Feddistill_V1_DeclineRequest, context: ServerContext) async throws -> Feddistill_V1_DeclineResponse {
+        throw RPCError(code: .unimplemented, message: "the throughput sink serves only Join, Submit and Status")
+    }
+
+    func startRound(request: Feddistill_V1_StartRoundRequest, context: ServerContext) async throws -> Feddistill_V1_StartRoundResponse {
+        throw RPCError(code: .unimplemented, message: "the throughput sink serves only Join, Submit and Status")
+    }
 }

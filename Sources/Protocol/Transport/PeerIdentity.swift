@@ -42,6 +42,9 @@ public enum PeerIdentity {
         if let sans = try? certificate.extensions.subjectAlternativeNames {
             for name in sans { if case .dnsName(let dns) = name { dnsNames.append(dns) } }
         }
+        guard !isOperator(certificate) else {
+            throw RPCError(code: .permissionDenied, message: "an operator certificate cannot act as a node")
+        }
         guard commonNames.count == 1, let commonName = commonNames.first, dnsNames == [commonName] else {
             throw RPCError(code: .permissionDenied,
                            message: "client certificate does not name exactly one node (CN and SAN DNS must agree)")
@@ -53,6 +56,30 @@ public enum PeerIdentity {
             throw RPCError(code: .permissionDenied, message: "client certificate is not a node (clientAuth) certificate")
         }
         return commonName
+    }
+
+    /// Whether the certificate carries the operator role (SAN URI ``CertificateAuthority/operatorRoleURI``).
+    public static func isOperator(_ certificate: Certificate) -> Bool {
+        guard let sans = try? certificate.extensions.subjectAlternativeNames else { return false }
+        return sans.contains { if case .uniformResourceIdentifier(let uri) = $0 { uri == CertificateAuthority.operatorRoleURI } else { false } }
+    }
+
+    /// Whether the verified client certificate of this call is an operator's.
+    public static func isOperator(_ context: ServerContext) -> Bool {
+        certificate(of: context).map(isOperator) ?? false
+    }
+
+    /// The operator's name (subject CN) when the verified client certificate is an operator's clientAuth certificate.
+    public static func operatorName(_ context: ServerContext) -> String? {
+        guard let certificate = certificate(of: context), isOperator(certificate) else { return nil }
+        let usage = try? certificate.extensions.extendedKeyUsage
+        guard usage?.contains(.clientAuth) == true else { return nil }
+        for rdn in certificate.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
+                if let name = String(attribute.value) { return name }
+            }
+        }
+        return nil
     }
 
     /// Checks that the node id a message claims is the node the certificate proves.

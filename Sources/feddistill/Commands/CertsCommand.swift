@@ -32,11 +32,14 @@ struct CertsCommand: ParsableCommand {
     }
 
     struct Issue: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Issue a coordinator or node certificate.")
-        enum Role: String, ExpressibleByArgument, CaseIterable { case coordinator, node }
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a coordinator, node or operator certificate.",
+            discussion: "An operator certificate (TLS client) may start rounds (`feddistill round start`) and read status; "
+                + "it is never accepted as a node.")
+        enum Role: String, ExpressibleByArgument, CaseIterable { case coordinator, node, `operator` }
 
         @Option(name: .customLong("dir"), help: "The CA directory (from `certs init`).") var directory: String
-        @Option(help: "coordinator (TLS server) or node (TLS client).") var role: Role
+        @Option(help: "coordinator (TLS server), node or operator (TLS clients).") var role: Role
         @Option(help: "Node id or coordinator name: a-z, 0-9, '-', '.'.") var name: String
         @Option(name: .customLong("san"), parsing: .singleValue,
                 help: "Coordinator DNS name or IP address (repeatable; default: localhost and 127.0.0.1).")
@@ -46,8 +49,8 @@ struct CertsCommand: ParsableCommand {
 
         func validate() throws {
             guard days > 0 else { throw ValidationError("--days must be positive") }
-            if role == .node, !subjectAlternativeNames.isEmpty {
-                throw ValidationError("--san applies to coordinators; a node's SAN is its name")
+            if role != .coordinator, !subjectAlternativeNames.isEmpty {
+                throw ValidationError("--san applies to coordinators; a node's or operator's SAN is its name")
             }
             do { try NodeName.validate(name) } catch { throw ValidationError(error.description) }
         }
@@ -55,9 +58,14 @@ struct CertsCommand: ParsableCommand {
         func run() throws {
             do {
                 let ca = try CertificateAuthority.load(from: directory)
+                let issuedRole: CertificateAuthority.Role = switch role {
+                case .node: .node
+                case .operator: .operator
+                case .coordinator: .coordinator(subjectAlternativeNames: subjectAlternativeNames)
+                }
                 let issued = try ca.issue(
                     name: name,
-                    role: role == .node ? .node : .coordinator(subjectAlternativeNames: subjectAlternativeNames),
+                    role: issuedRole,
                     validityDays: days, overwrite: force)
                 print("issued \(role.rawValue) certificate \(issued.credentials.certificatePath) "
                       + "with key \(issued.credentials.privateKeyPath) (0600)")

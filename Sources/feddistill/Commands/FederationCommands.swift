@@ -43,6 +43,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: Self.table.name("eval_epochs"), help: Self.table.help("eval_epochs")) var evalEpochs: String?
     @Option(name: Self.table.name("centralized_baseline"), help: Self.table.help("centralized_baseline")) var centralizedBaseline: String?
     @Option(name: Self.table.name("seed"), help: Self.table.help("seed")) var seed: String?
+    @Option(name: Self.table.name("rounds"), help: Self.table.help("rounds")) var rounds: String?
+    @Option(name: Self.table.name("round_interval"), help: Self.table.help("round_interval")) var roundInterval: String?
+    @Option(name: Self.table.name("rounds_on_demand"), help: Self.table.help("rounds_on_demand")) var roundsOnDemand: String?
+    @Option(name: Self.table.name("dashboard_port"), help: Self.table.help("dashboard_port")) var dashboardPort: String?
+    @Option(name: Self.table.name("dashboard_host"), help: Self.table.help("dashboard_host")) var dashboardHost: String?
     @Option(name: Self.table.name("metrics_port"), help: Self.table.help("metrics_port")) var metricsPort: String?
     @Option(name: Self.table.name("metrics_host"), help: Self.table.help("metrics_host")) var metricsHost: String?
     @Option(name: Self.table.name("max_images_per_class"), help: Self.table.help("max_images_per_class")) var maxImagesPerClass: String?
@@ -82,6 +87,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
             "eval_epochs": evalEpochs,
             "centralized_baseline": centralizedBaseline,
             "seed": seed,
+            "rounds": rounds,
+            "round_interval": roundInterval,
+            "rounds_on_demand": roundsOnDemand,
+            "dashboard_port": dashboardPort,
+            "dashboard_host": dashboardHost,
             "metrics_port": metricsPort,
             "metrics_host": metricsHost,
             "max_images_per_class": maxImagesPerClass,
@@ -151,6 +161,7 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(name: Self.table.name("max_tpr_at_1pct_fpr"), help: Self.table.help("max_tpr_at_1pct_fpr")) var maxTPR: String?
     @Option(name: Self.table.name("dp_epsilon"), help: Self.table.help("dp_epsilon")) var dpEpsilon: String?
     @Option(name: Self.table.name("dp_delta"), help: Self.table.help("dp_delta")) var dpDelta: String?
+    @Option(name: Self.table.name("rounds"), help: Self.table.help("rounds")) var rounds: String?
     @Flag(help: "Print machine-readable progress lines on stdout.") var progress = false
     @OptionGroup var compute: ComputeOptions
 
@@ -178,6 +189,7 @@ struct NodeCommand: AsyncParsableCommand {
             "max_tpr_at_1pct_fpr": maxTPR,
             "dp_epsilon": dpEpsilon,
             "dp_delta": dpDelta,
+            "rounds": rounds,
         ]
     }
 
@@ -206,22 +218,32 @@ extension AsyncParsableCommand {
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Ask a coordinator for its rounds, nodes and submissions, or for its health.",
+        commandName: "status", abstract: "Ask a coordinator for its rounds, nodes and progress, or for its health.",
         discussion: """
-            With --health, asks the standard gRPC health service (grpc.health.v1.Health) on the same mutual-TLS port \
-            and prints every service's status; exits non-zero unless --service (default "", the server) is SERVING, \
-            so that it can serve as an exec probe. Service names: "" and feddistill.v1.Federation (SERVING while the \
-            coordinator serves, in every round phase) and feddistill.round (SERVING while the round admits submissions).
+            Prints the current round's phase and progress, the node table and the last rounds. With --json, prints the \
+            status document the dashboard's /api/status serves (protobuf JSON, proto field names). With --watch, \
+            follows the current round (or, between rounds, the next one) in the terminal until it ends; exits non-zero \
+            if it fails. With --health, asks the standard gRPC health service (grpc.health.v1.Health) on the same \
+            mutual-TLS port and prints every service's status; exits non-zero unless --service (default "", the server) \
+            is SERVING, so that it can serve as an exec probe. Service names: "" and feddistill.v1.Federation (SERVING \
+            while the coordinator serves, in every round phase) and feddistill.round (SERVING while the round admits \
+            submissions).
             """)
     @Option(help: "Coordinator HOST:PORT.") var coordinator: String
     @Option(name: .customLong("credentials-dir"), help: "Certificates and keys directory.") var credentialsDir = "certs"
-    @Option(help: "Client certificate name in the credentials directory.") var name: String
+    @Option(help: "Client certificate name in the credentials directory (a node's or an operator's).") var name: String
     @Flag(help: "Ask the health service instead of the federation's status.") var health = false
     @Option(help: "With --health: the service whose status decides the exit status (\"\" is the server as a whole).")
     var service = ""
+    @Flag(help: "Print the status as JSON (the dashboard's /api/status document).") var json = false
+    @Flag(help: "Follow the current (or next) round until it ends.") var watch = false
+    @Option(help: "With --watch: seconds between polls.") var interval = 1.0
 
     func validate() throws {
         if !health && service != "" { throw ValidationError("--service needs --health") }
+        if health && (json || watch) { throw ValidationError("--health cannot be combined with --json or --watch") }
+        if json && watch { throw ValidationError("--json and --watch cannot be combined") }
+        guard interval.isFinite, interval >= 0.05, interval <= 3600 else { throw ValidationError("--interval must be in 0.05...3600 seconds") }
     }
 
     func run() async throws {
@@ -234,9 +256,9 @@ struct StatusCommand: AsyncParsableCommand {
             serving = try await withGRPCClient(transport: transport) { client in
                 let federation = Feddistill_V1_Federation.Client(wrapping: client)
                 guard health else {
+                    if watch { return try await follow(federation) }
                     let status = try await federation.status(Feddistill_V1_StatusRequest())
-                    print("round \(status.currentRoundID) (\(Self.describe(status.phase))): \(status.rounds) round(s), "
-                          + "\(status.nodes) node(s) joined, \(status.submissions) submission(s)")
+                    print(json ? try status.jsonDocument() : Self.render(status))
                     return true
                 }
                 let checker = Grpc_Health_V1_Health.Client(wrapping: client)
@@ -255,9 +277,94 @@ struct StatusCommand: AsyncParsableCommand {
             }
         } catch let error as RPCError where health && error.code == .notFound {
             throw CommandFailure("the coordinator reports no health status for service '\(service)'")
-        } catch { throw CommandFailure(error) }
+        } catch let failure as CommandFailure { throw failure } catch { throw CommandFailure(error) }
         guard serving else {
             throw CommandFailure("\(service.isEmpty ? "the coordinator" : "service \(service)") is not SERVING")
+        }
+    }
+
+    /// Prints one line whenever the round's phase, step or node states change (progress at most every poll) until the
+    /// followed round ends; throws when it fails.
+    private func follow(_ federation: Feddistill_V1_Federation.Client<some ClientTransport>) async throws -> Bool {
+        var followed: UInt64?
+        var lastLine = ""
+        var lastNodes = ""
+        while true {
+            let status = try await federation.status(Feddistill_V1_StatusRequest())
+            let running = status.phase == .open || status.phase == .finalizing
+            if followed == nil, running || status.currentRoundID > (status.history.first { $0.phase == .finished || $0.phase == .failed }?.roundID ?? 0) {
+                followed = status.currentRoundID
+            }
+            let line = Self.progressLine(status)
+            if line != lastLine {
+                print(line)
+                lastLine = line
+            }
+            let nodes = status.nodeTable.map { "\($0.nodeID)=\(Self.describe($0.state))" }.joined(separator: " ")
+            if nodes != lastNodes {
+                print("  nodes: " + nodes)
+                lastNodes = nodes
+            }
+            Self.flush()
+            if let followed, status.currentRoundID == followed, !running,
+               let summary = status.history.first(where: { $0.roundID == followed }) {
+                if summary.phase == .failed { throw CommandFailure("round \(followed) failed: \(summary.failure)") }
+                return true
+            }
+            try await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+        }
+    }
+
+    static func progressLine(_ status: Feddistill_V1_StatusResponse) -> String {
+        let step = status.progress
+        var line = "round \(status.currentRoundID) \(describe(status.phase))"
+        if !step.step.isEmpty { line += ": \(step.step)" }
+        if step.total > 0 { line += " \(step.done)/\(step.total)" }
+        if step.etaSeconds >= 0 { line += ", eta " + ProgressDisplay.clock(step.etaSeconds) }
+        if status.nextRoundAtUnixSeconds > 0 {
+            line += ", next round at " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(status.nextRoundAtUnixSeconds)))
+        }
+        return line
+    }
+
+    /// The terminal view: the round, its progress, the node table and the last five rounds.
+    static func render(_ status: Feddistill_V1_StatusResponse) -> String {
+        var lines = ["round \(status.currentRoundID) (\(describe(status.phase))): \(status.rounds) round(s), "
+                     + "\(status.nodes) node(s) joined, \(status.submissions) submission(s)"]
+        lines.append(progressLine(status))
+        if !status.nodeTable.isEmpty {
+            lines.append("nodes:")
+            for node in status.nodeTable {
+                var entry = "  \(PeerText.escaped(node.nodeID)) \(describe(node.state))"
+                if !node.gate.isEmpty { entry += ", gate \(PeerText.escaped(node.gate))" }
+                if node.envelopeBytes > 0 { entry += ", \(node.envelopeBytes) bytes" }
+                if !node.detail.isEmpty { entry += ": \(PeerText.escaped(node.detail, maxCharacters: 200))" }
+                lines.append(entry)
+            }
+        }
+        if !status.history.isEmpty {
+            lines.append("rounds:")
+            for round in status.history.prefix(5) {
+                var entry = "  \(round.roundID) \(describe(round.phase))"
+                if round.phase == .finished {
+                    entry += String(format: " %.2f%% ± %.2f%%", 100 * round.accuracyMean, 100 * round.accuracyStd)
+                    entry += ", \(round.participants.count) participant(s)"
+                }
+                if !round.failure.isEmpty { entry += ": \(PeerText.escaped(round.failure, maxCharacters: 200))" }
+                lines.append(entry)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func describe(_ state: Feddistill_V1_NodeState) -> String {
+        switch state {
+        case .registered: "registered"
+        case .joined: "joined"
+        case .submitted: "submitted"
+        case .rejected: "rejected"
+        case .declined: "declined"
+        case .unspecified, .UNRECOGNIZED: "unknown"
         }
     }
 

@@ -77,7 +77,12 @@ struct SimulateCommand: ParsableCommand {
             ] + (dpEpsilon.map { ["--dp-epsilon", "\($0)"] } ?? []) + dataArguments, log: root + "/\(node).log") { line in
                 let fields = line.split(separator: " ")
                 if fields.count == 4, fields[0] == "progress" {
-                    state.withLock { $0[node] = fields[1] == "distill" ? "distill \(fields[2])/\(fields[3])" : String(fields[1]) }
+                    // The node's own phases, and once it has submitted, the coordinator's (merge, evaluation) as it reports them.
+                    let phase = String(fields[1])
+                    let shown = phase == "distill" ? "distill \(fields[2])/\(fields[3])"
+                        : phase.hasPrefix("coordinator-") ? "coordinator \(phase.dropFirst(12))" + (fields[3] == "0" ? "" : " \(fields[2])/\(fields[3])")
+                        : phase
+                    state.withLock { $0[node] = shown }
                 }
             }
             try child.start()
@@ -90,14 +95,15 @@ struct SimulateCommand: ParsableCommand {
                 state.withLock { $0[node] = "failed" }
             }
             let phases = state.withLock { $0 }
-            let settled = nodeIDs.allSatisfy { ["wait", "done", "failed"].contains(phases[$0] ?? "") }
+            func waiting(_ phase: String) -> Bool { ["wait", "done", "failed"].contains(phase) || phase.hasPrefix("coordinator ") }
+            let settled = nodeIDs.allSatisfy { waiting(phases[$0] ?? "") }
             // A node that ended without submitting (privacy gate, crash) would hold the round until its deadline:
             // once every node has either submitted or ended, ask the coordinator to close the round with what it has.
             if !closeRequested && settled && phases.values.contains("failed") {
                 closeRequested = true
                 coordinator.signal(SIGUSR1)
             }
-            let done = phases.values.filter { $0 == "wait" || $0 == "done" || $0 == "failed" }.count
+            let done = phases.values.filter(waiting).count
             display.update(done: done, total: nodes, elapsed: Date().timeIntervalSince(start),
                            fields: nodeIDs.map { ($0, phases[$0] ?? "start") })
             Thread.sleep(forTimeInterval: 0.5)
