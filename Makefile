@@ -35,7 +35,7 @@ release: deps
 # minutes. `make test` skips them; `make test-slow` runs only them; `make test-all` (CI) runs both. The process suite
 # and the numeric ones run one after the other, not side by side: twice, libdispatch's manager thread crashed
 # (_dispatch_event_loop_drain) while child-process sources and heavy concurrentPerform work ran in one test process.
-SLOW_PROCESS_TESTS := FaultToleranceTests
+SLOW_PROCESS_TESTS := FaultToleranceTests|DashboardBrowserTests
 SLOW_NUMERIC_TESTS := dmBeatsRandomOnDigits|defaultRecipeBeatsRandomOnDigits|lossAttackDetectsAModelTrainedOnMembers|defaultSharedSetPasses
 SLOW_TESTS := $(SLOW_PROCESS_TESTS)|$(SLOW_NUMERIC_TESTS)
 
@@ -44,6 +44,7 @@ test: deps
 	$(SWIFT) test --skip-build --skip '$(SLOW_TESTS)'
 
 test-slow: deps
+	@scripts/install-deps.sh --browser
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter '$(SLOW_NUMERIC_TESTS)'
 	$(SWIFT) test --skip-build --filter '$(SLOW_PROCESS_TESTS)'

@@ -4,6 +4,7 @@
 #
 #   scripts/install-deps.sh            build + runtime packages (development machine, CI)
 #   scripts/install-deps.sh --runtime  runtime libraries only (slim container image)
+#   scripts/install-deps.sh --browser  build packages and headless Chromium (the dashboard's browser test)
 set -euo pipefail
 
 build_packages=(libopenblas-dev libsodium-dev libsqlite3-dev pkg-config zlib1g-dev)
@@ -12,6 +13,8 @@ runtime_packages=(libopenblas0 libsodium23 libsqlite3-0 zlib1g ca-certificates)
 wanted=("${build_packages[@]}")
 if [[ "${1:-}" == "--runtime" ]]; then
     wanted=("${runtime_packages[@]}")
+elif [[ "${1:-}" == "--browser" ]]; then
+    wanted+=(chromium)
 fi
 
 missing=()

@@ -11,6 +11,31 @@ struct CoordinatorDatabaseTests {
         .init(nodeID: node, roundID: round, digestHex: digest, bytes: 3, storedAtUnixSeconds: 42, privacyAuditJSON: "{}")
     }
 
+    /// The round history: a node's part in a round (a join never demotes a stored submission, an empty gate keeps the
+    /// known one), the end time written once when a round concludes, the configuration kept once written.
+    @Test func roundHistoryKeepsNodesEndsAndConfigurations() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let database = try CoordinatorDatabase(stateDirectory: directory)
+        _ = try database.openRound(id: 1, now: 100, deadline: 200)
+        _ = try database.openRound(id: 2, now: 300, deadline: 400)
+        try database.setRoundConfiguration(id: 1, json: "{\"quorum\":1}")
+        try database.setRoundConfiguration(id: 1, json: "{\"quorum\":9}")
+        try database.setNode(.init(nodeID: "a", state: .submitted, gate: "passed", atUnixSeconds: 110), round: 1)
+        try database.setNode(.init(nodeID: "a", state: .joined, atUnixSeconds: 120), round: 1)
+        try database.setNode(.init(nodeID: "b", state: .declined, gate: "refused", detail: "gate", atUnixSeconds: 130), round: 1)
+        let nodes = try database.nodes(inRound: 1)
+        #expect(nodes["a"]?.state == .submitted && nodes["a"]?.gate == "passed" && nodes["a"]?.atUnixSeconds == 120)
+        #expect(nodes["b"] == .init(nodeID: "b", state: .declined, gate: "refused", detail: "gate", atUnixSeconds: 130))
+        #expect(try database.nodes(inRound: 2).isEmpty)
+        try database.setRoundState(id: 1, state: .closed, now: 140)
+        #expect(try database.round(id: 1)?.endedAtUnixSeconds == nil, "closed is not the end")
+        try database.setRoundState(id: 1, state: .finished, resultJSON: "{}", now: 150)
+        try database.setRoundState(id: 1, state: .finished, now: 160)
+        let first = try database.round(id: 1)
+        #expect(first?.endedAtUnixSeconds == 150 && first?.configurationJSON == "{\"quorum\":1}" && first?.concluded == true)
+        #expect(try database.rounds().map(\.id) == [2, 1] && database.latestRound()?.id == 2)
+    }
+
     @Test func submissionsSurviveAReopenInWALMode() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {

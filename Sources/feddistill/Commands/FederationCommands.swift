@@ -16,7 +16,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         discussion: """
             Settings come from flags, then FEDDISTILL_COORDINATOR_* environment variables (e.g. \
             FEDDISTILL_COORDINATOR_NODES=a,b,c), then --config FILE (JSON with the same snake_case keys), then defaults. \
-            Prints `listening on HOST:PORT` once it serves (and `metrics on HOST:PORT` with --metrics-port). State \
+            Prints `listening on HOST:PORT` once it serves (and `metrics on HOST:PORT` with --metrics-port, \
+            `dashboard on HOST:PORT` with --dashboard-port). State \
             (registrations, sealed submissions, round state, results) lives in STATE_DIR/coordinator.sqlite; a \
             restarted coordinator resumes the round. SIGTERM/SIGINT stop it gracefully; SIGUSR1 closes the round now.
             """)
@@ -117,6 +118,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                          shutdownSignals: [.sigterm, .sigint], closeRoundSignals: [.sigusr1],
                                                          onMetricsListening: { port in
                 print("metrics on \(configuration.metricsHost):\(port)")
+                Self.flush()
+            }, onDashboardListening: { port in
+                print("dashboard on \(configuration.dashboardHost):\(port)")
                 Self.flush()
             }) { port in
                 print("listening on \(configuration.host):\(port)")
