@@ -11,7 +11,6 @@ struct CoordinatorMetrics: Sendable {
     let storedSubmissions: Counter
     let duplicateSubmissions: Counter
     let rejectedSubmissions: Counter
-    let refusedCalls: Counter
     let envelopeBytes: Counter
     let submissionsInRound: Gauge
     /// 0 open, 1 closed (merging), 2 finished, 3 failed.
@@ -26,7 +25,6 @@ struct CoordinatorMetrics: Sendable {
         storedSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "stored")], factory: factory)
         duplicateSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "duplicate")], factory: factory)
         rejectedSubmissions = Counter(label: "feddistill_submissions_total", dimensions: [("outcome", "rejected")], factory: factory)
-        refusedCalls = Counter(label: "feddistill_refused_calls_total", factory: factory)
         envelopeBytes = Counter(label: "feddistill_envelope_bytes_total", factory: factory)
         submissionsInRound = Gauge(label: "feddistill_round_submissions", factory: factory)
         roundState = Gauge(label: "feddistill_round_state", factory: factory)

@@ -315,16 +315,6 @@ public actor RoundCoordinator {
     /// The nodes that submitted in this round and have not yet received its outcome.
     var uninformedSubmitters: Set<String> { machine.submitted.subtracting(informed) }
 
-    func status() throws -> Feddistill_V1_StatusResponse {
-        var response = Feddistill_V1_StatusResponse()
-        response.rounds = UInt64(try database.roundCount())
-        response.nodes = UInt64(try database.nodeCount())
-        response.submissions = UInt64(try database.submissionCount(round: configuration.roundID))
-        response.currentRoundID = configuration.roundID
-        response.phase = health.snapshot.phase.wire
-        return response
-    }
-
     /// Whether the round has neither a result nor a failure yet.
     public var isRunning: Bool { result == nil && failure == nil && !concludedBeforeStart }
 

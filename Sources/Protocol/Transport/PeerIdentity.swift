@@ -64,11 +64,6 @@ public enum PeerIdentity {
         return sans.contains { if case .uniformResourceIdentifier(let uri) = $0 { uri == CertificateAuthority.operatorRoleURI } else { false } }
     }
 
-    /// Whether the verified client certificate of this call is an operator's.
-    public static func isOperator(_ context: ServerContext) -> Bool {
-        certificate(of: context).map(isOperator) ?? false
-    }
-
     /// The operator's name (subject CN) when the verified client certificate is an operator's clientAuth certificate.
     public static func operatorName(_ context: ServerContext) -> String? {
         guard let certificate = certificate(of: context), isOperator(certificate) else { return nil }
