@@ -44,6 +44,9 @@ public struct CoordinatorConfiguration: Sendable, Codable {
     public var rounds = 1
     public var roundIntervalSeconds = 0.0
     public var roundsOnDemand = false
+    /// Multi-round refinement (FedDM-style): from the second round on, nodes start from the global set of the latest
+    /// finished round instead of the recipe's initialisation.
+    public var refine = false
     /// The dashboard (a web page and its JSON API, plain HTTP); nil: off. Loopback by default: see
     /// docs/threat-model.md before binding it elsewhere.
     public var dashboardPort: Int?
@@ -148,7 +151,7 @@ public struct CoordinatorConfiguration: Sendable, Codable {
             "formation_factor": formationFactor, "global_images_per_class": globalImagesPerClass,
             "merge_iterations": mergeIterations, "width": width, "evaluation_models": evaluationModels,
             "evaluation_epochs": evaluationEpochs, "expected_nodes": expectedNodes, "quorum": quorum,
-            "deadline_seconds": deadlineSeconds, "seed": seed,
+            "deadline_seconds": deadlineSeconds, "seed": seed, "refine": refine,
         ]
         if let recipe = nodeRecipe?.json(), let parsed = try? JSONSerialization.jsonObject(with: Data(recipe.utf8)) {
             object["recipe"] = parsed

@@ -1,3 +1,4 @@
+import Crypto
 import Dispatch
 import Distill
 import FederationProtocol
@@ -132,6 +133,50 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
         return Feddistill_V1_DeclineResponse()
     }
 
+    /// A finished round's global set, streamed in 1 MiB chunks to a registered node when the coordinator runs
+    /// multi-round refinement (`refine`). The file is checked against the SHA-256 its round's result recorded before a
+    /// byte is sent.
+    public func globalSet(request: Feddistill_V1_GlobalSetRequest, response: RPCWriter<Feddistill_V1_GlobalSetChunk>,
+                          context: ServerContext) async throws {
+        _ = try admit(nil, context: context)
+        // Without refinement nodes only ever learn a round's accuracy; the merged set itself is shared only when the
+        // federation chose multi-round refinement (docs/threat-model.md).
+        guard configuration.refine else {
+            throw RPCError(code: .failedPrecondition, message: "this coordinator does not share global sets with nodes (refine is off)")
+        }
+        let stored: CoordinatorDatabase.Round?
+        do { stored = try scheduler.shared.database.round(id: request.roundID) } catch {
+            throw RPCError(code: .unavailable, message: "the coordinator cannot read its state right now")
+        }
+        guard let stored, stored.state == .finished, let json = stored.resultJSON,
+              let result = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let recorded = result["global_set_sha256"] as? String else {
+            throw RPCError(code: .notFound, message: "round \(request.roundID) has no global set (it is unknown, running or failed)")
+        }
+        let path = RoundCoordinator.globalSetPath(round: stored.id, stateDirectory: configuration.stateDirectory)
+        let bytes: Data
+        do { bytes = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            logger.error("cannot read a global set", metadata: ["round.id": "\(stored.id)", "error": "\(error)"])
+            throw RPCError(code: .notFound, message: "the global set of round \(stored.id) is no longer stored")
+        }
+        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        guard digest == recorded else {
+            logger.error("a stored global set does not match its recorded digest", metadata: ["round.id": "\(stored.id)"])
+            throw RPCError(code: .dataLoss, message: "the stored global set of round \(stored.id) does not match its recorded SHA-256")
+        }
+        let chunkSize = 1 << 20
+        var offset = 0
+        repeat {
+            var chunk = Feddistill_V1_GlobalSetChunk()
+            chunk.roundID = stored.id
+            chunk.totalSize = UInt64(bytes.count)
+            chunk.sha256 = digest
+            chunk.data = bytes.subdata(in: offset..<min(offset + chunkSize, bytes.count))
+            try await response.write(chunk)
+            offset += chunkSize
+        } while offset < bytes.count
+    }
+
     public func startRound(request: Feddistill_V1_StartRoundRequest,
                            context: ServerContext) async throws -> Feddistill_V1_StartRoundResponse {
         let name = try refusingRevoked(context) { () throws -> String in
@@ -163,13 +208,15 @@ public enum CoordinatorServer {
     /// Serves until the schedule's last round ends (with `exit_after_round`) or a shutdown signal; `onListening`
     /// receives the bound gRPC port, `onMetricsListening` the metrics port and `onDashboardListening` the dashboard's.
     /// The rounds' metrics go into `metricsRegistry` when one is given (served over HTTP when `configuration.metricsPort`
-    /// is set), otherwise to `MetricsSystem`. Returns the last round's result.
+    /// is set), otherwise to `MetricsSystem`. `onRoundResult` receives each round's result as it is written. Returns
+    /// the last round's result.
     public static func run(configuration: CoordinatorConfiguration, logger: Logger,
                            metricsRegistry: PrometheusCollectorRegistry? = nil,
                            shutdownSignals: [UnixSignal] = [],
                            closeRoundSignals: [UnixSignal] = [],
                            onMetricsListening: @escaping @Sendable (Int) -> Void = { _ in },
                            onDashboardListening: @escaping @Sendable (Int) -> Void = { _ in },
+                           onRoundResult: @escaping @Sendable (RoundResult) -> Void = { _ in },
                            onListening: @escaping @Sendable (Int) -> Void) async throws -> RoundResult {
         let scheduler = try RoundScheduler(configuration: configuration, logger: logger,
                                            metricsFactory: metricsRegistry.map { PrometheusMetricsFactory(registry: $0) }
@@ -186,7 +233,7 @@ public enum CoordinatorServer {
         let scrapes = ScrapeCounter()
         let roundService = RoundService(scheduler: scheduler, server: server, logger: logger, closeRoundSignals: closeRoundSignals,
                                         scrapes: metricsRegistry != nil && configuration.metricsPort != nil ? scrapes : nil,
-                                        onListening: onListening)
+                                        onRoundResult: onRoundResult, onListening: onListening)
         // A group stops its services in reverse order: the HTTP endpoints come first so that they stop last, and
         // the probes answer 503 while the rest shuts down.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -241,6 +288,7 @@ struct RoundService: Service {
     /// Scrapes of the metrics endpoint; before exiting, the service waits (within the linger) for one scrape after
     /// the last result, so that the final values reach Prometheus. Nil: no metrics endpoint.
     let scrapes: ScrapeCounter?
+    let onRoundResult: @Sendable (RoundResult) -> Void
     let onListening: @Sendable (Int) -> Void
 
     func run() async throws {
@@ -267,7 +315,7 @@ struct RoundService: Service {
             let round = await scheduler.current
             var failure: (any Error)?
             if await round.isRunning {
-                do { try await run(round) } catch {
+                do { onRoundResult(try await run(round)) } catch {
                     if Task.isShuttingDownGracefully || Task.isCancelled { throw error }
                     failure = error
                 }
@@ -301,9 +349,9 @@ struct RoundService: Service {
     }
 
     /// Runs one round to its result (or failure).
-    private func run(_ round: RoundCoordinator) async throws {
+    private func run(_ round: RoundCoordinator) async throws -> RoundResult {
         try await round.resume()
-        try await withGracefulShutdownHandler {
+        return try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     // The round's finalisation (merge and evaluation) runs here, as a child of the round service.
@@ -317,7 +365,7 @@ struct RoundService: Service {
                     }
                 }
                 defer { group.cancelAll() }
-                _ = try await round.waitForResult()
+                return try await round.waitForResult()
             }
         } onGracefulShutdown: {
             // Health first: NOT_SERVING (and /readyz 503) from the moment a shutdown begins.

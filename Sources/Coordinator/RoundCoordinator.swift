@@ -64,6 +64,9 @@ public actor RoundCoordinator {
     public nonisolated let concludedBeforeStart: Bool
     /// What the finalisation is doing (step, done, total), shared with the status answer and the dashboard.
     public nonisolated let progress: ProgressBoard
+    /// Multi-round refinement: the earlier round whose global set this round's nodes start from, and that set's
+    /// SHA-256 (nil: the recipe's initialisation).
+    public nonisolated let refinementStart: (round: UInt64, sha256: String)?
 
     /// Opens the state database and loads keys. A restart keeps the round's original deadline; call ``resume()``
     /// to replay the submissions already stored.
@@ -91,6 +94,9 @@ public actor RoundCoordinator {
         let round = try database.openRound(id: configuration.roundID, now: Int64(now.timeIntervalSince1970),
                                            deadline: Int64(now.addingTimeInterval(configuration.deadlineSeconds).timeIntervalSince1970))
         try database.setRoundConfiguration(id: configuration.roundID, json: configuration.roundConfigurationJSON)
+        refinementStart = configuration.refine
+            ? try Self.latestGlobalSet(before: configuration.roundID, database: database, stateDirectory: configuration.stateDirectory)
+            : nil
         switch round.state {
         case _ where serveConcluded: break
         case .finished where configuration.exitAfterRound:
@@ -223,7 +229,30 @@ public actor RoundCoordinator {
         round.deadlineUnixSeconds = Int64(machine.deadline.timeIntervalSince1970)
         round.quorum = UInt32(configuration.quorum)
         round.recipeJson = configuration.nodeRecipe?.json() ?? ""
+        if let refinementStart {
+            round.startFromRound = refinementStart.round
+            round.startSetSha256 = refinementStart.sha256
+        }
         return round
+    }
+
+    /// The newest finished round before `round` whose global set is on disk, and the SHA-256 its result recorded.
+    static func latestGlobalSet(before round: UInt64, database: CoordinatorDatabase,
+                                stateDirectory: String) throws -> (round: UInt64, sha256: String)? {
+        for stored in try database.rounds(limit: 100) where stored.id < round && stored.state == .finished {
+            guard let json = stored.resultJSON,
+                  let result = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+                  let digest = result["global_set_sha256"] as? String, digest.count == 64,
+                  FileManager.default.fileExists(atPath: globalSetPath(round: stored.id, stateDirectory: stateDirectory))
+            else { continue }
+            return (stored.id, digest)
+        }
+        return nil
+    }
+
+    /// Where round `round`'s global set is stored.
+    static func globalSetPath(round: UInt64, stateDirectory: String) -> String {
+        stateDirectory + "/global-round-\(round).safetensors"
     }
 
     /// Verifies, validates and durably stores one envelope; returns the receipt. The envelope is opened off the

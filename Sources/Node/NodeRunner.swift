@@ -1,3 +1,4 @@
+import Crypto
 import Distill
 import FederationProtocol
 import Foundation
@@ -54,6 +55,9 @@ public struct NodeReport: Sendable, Codable {
     public var distillSeconds: Double
     public var globalAccuracyMean: Double?
     public var globalAccuracyStandardDeviation: Double?
+    /// Multi-round refinement: the earlier round whose global set this round's distillation started from (nil: the
+    /// recipe's initialisation).
+    public var startedFromRound: UInt64?
 }
 
 /// Runs one node: load the private partition, join, distill locally, seal, submit (with retries), wait for the result.
@@ -165,8 +169,12 @@ public struct NodeRunner: Sendable {
         }
         let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
         let recipe = try recipe(for: round)
+        let startImages = round.startFromRound > 0
+            ? await refinementStart(round: round, recipe: recipe, descriptor: data.descriptor, federation: federation, progress: progress)
+            : nil
         let start = Date()
-        var set = try await distill(data.members, descriptor: data.descriptor, recipe: recipe, progress: progress)
+        var set = try await distill(data.members, descriptor: data.descriptor, recipe: recipe, start: startImages, progress: progress)
+        if startImages != nil { set.metadata.initialization = "global-round-\(round.startFromRound)" }
         let distillSeconds = Date().timeIntervalSince(start)
         if config.privacyGate {
             progress?("audit", 0, 1)
@@ -200,7 +208,8 @@ public struct NodeRunner: Sendable {
         logger.info("set submitted", metadata: ["node.id": "\(config.nodeID)", "envelope.bytes": "\(envelope.count)"])
         progress?("wait", 0, 1)
         var report = NodeReport(nodeID: config.nodeID, roundID: round.roundID, privateImages: data.members.count,
-                                syntheticImages: set.data.count, bytesSent: envelope.count, distillSeconds: distillSeconds)
+                                syntheticImages: set.data.count, bytesSent: envelope.count, distillSeconds: distillSeconds,
+                                startedFromRound: startImages == nil ? nil : round.startFromRound)
         var watch = Feddistill_V1_WatchRoundRequest()
         watch.nodeID = config.nodeID
         watch.roundID = round.roundID
@@ -268,10 +277,67 @@ public struct NodeRunner: Sendable {
         return recipe
     }
 
-    private func distill(_ data: LabeledImages, descriptor: DatasetDescriptor, recipe: DistillationRecipe,
+    /// Multi-round refinement: the stored images of the global set the round names, to start from instead of the
+    /// recipe's initialisation. Downloaded over the node's mutual-TLS session and checked against the SHA-256 in the
+    /// round configuration; a set that does not fit this node's recipe (dataset, shape, classes, images per class,
+    /// formation factor) or cannot be fetched is logged and the node starts from the recipe's initialisation.
+    private func refinementStart(round: Feddistill_V1_RoundConfiguration, recipe: DistillationRecipe, descriptor: DatasetDescriptor,
+                                 federation: Feddistill_V1_Federation.Client<some ClientTransport>,
+                                 progress: Progress?) async -> LabeledImages? {
+        let source = round.startFromRound
+        progress?("fetch-global", 0, 1)
+        do {
+            var request = Feddistill_V1_GlobalSetRequest()
+            request.roundID = source
+            let bytes = try await retrying("global set") {
+                try await federation.globalSet(request) { response -> Data in
+                    var bytes = Data()
+                    for try await chunk in response.messages {
+                        guard chunk.totalSize <= UInt64(Self.maxGlobalSetBytes), bytes.count + chunk.data.count <= Int(chunk.totalSize) else {
+                            throw NodeError.invalid("the global set of round \(source) is larger than announced or than \(Self.maxGlobalSetBytes) bytes")
+                        }
+                        bytes.append(chunk.data)
+                    }
+                    return bytes
+                }
+            }
+            let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            guard digest == round.startSetSha256 else {
+                throw NodeError.invalid("the global set of round \(source) does not match the SHA-256 in the round configuration")
+            }
+            let set = try SyntheticSet.decode(Array(bytes), path: "global set of round \(source)")
+            let meta = set.metadata
+            guard meta.dataset == descriptor.name, meta.imageShape == descriptor.imageShape, meta.classCount == descriptor.classCount else {
+                throw NodeError.invalid("the global set of round \(source) is for \(meta.dataset) \(meta.imageShape), this node holds \(descriptor.name)")
+            }
+            guard meta.formationFactor == recipe.formationFactor else {
+                throw NodeError.invalid("the global set has formation factor \(meta.formationFactor), the recipe \(recipe.formationFactor)")
+            }
+            var indices: [Int] = []
+            for members in set.data.indicesByClass() {
+                guard members.count >= recipe.imagesPerClass else {
+                    throw NodeError.invalid("the global set has \(members.count) images of a class, the recipe asks for \(recipe.imagesPerClass)")
+                }
+                indices += members.prefix(recipe.imagesPerClass)
+            }
+            progress?("fetch-global", 1, 1)
+            logger.info("starting from an earlier global set", metadata: ["node.id": "\(configuration.nodeID)", "from.round": "\(source)"])
+            return set.data.subset(indices)
+        } catch {
+            logger.error("cannot start from the earlier global set; starting from the recipe's initialisation",
+                         metadata: ["node.id": "\(configuration.nodeID)", "from.round": "\(source)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// The largest global set a node downloads (1 GiB: 1,000 images per class of a 10-class 3×64×64 dataset fit six
+    /// times over); a coordinator cannot make a node buffer more.
+    static let maxGlobalSetBytes = 1 << 30
+
+    private func distill(_ data: LabeledImages, descriptor: DatasetDescriptor, recipe: DistillationRecipe, start: LabeledImages?,
                          progress: Progress?) async throws -> SyntheticSet {
         try await Parallel.offThePool {
-            try Distiller.run(recipe: recipe, data: data, descriptor: descriptor) { iteration, total, _ in
+            try Distiller.run(recipe: recipe, data: data, descriptor: descriptor, start: start) { iteration, total, _ in
                 progress?("distill", iteration, total)
                 return true
             } preparation: { done, total in

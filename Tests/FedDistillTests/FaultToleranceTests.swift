@@ -27,13 +27,13 @@ struct FaultToleranceTests {
         }
     }
 
-    func coordinator(nodes: [String], quorum: Int, deadline: Int, port: Int = 0) throws -> ChildProcess {
+    func coordinator(nodes: [String], quorum: Int, deadline: Int, port: Int = 0, extra: [String] = []) throws -> ChildProcess {
         try ChildProcess("coordinator", [
             "coordinator", "--port", "\(port)", "--state-dir", state, "--credentials-dir", certs,
             "--nodes", nodes.joined(separator: ","), "--quorum", "\(quorum)", "--deadline-seconds", "\(deadline)",
             "--ipc", "2", "--node-iterations", "3", "--global-ipc", "2", "--merge-iterations", "3", "--width", "8",
             "--eval-models", "1", "--eval-epochs", "3",
-        ])
+        ] + extra)
     }
 
     func node(_ id: String, index: Int, of count: Int, port: Int, extra: [String] = []) throws -> ChildProcess {
@@ -52,8 +52,8 @@ struct FaultToleranceTests {
         return try #require(Int(match[1]))
     }
 
-    func result() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: state + "/result-round-1.json"))
+    func result(round: UInt64 = 1) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: state + "/result-round-\(round).json"))
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
@@ -126,6 +126,66 @@ struct FaultToleranceTests {
         let third = try coordinator(nodes: nodes, quorum: 2, deadline: 600)
         #expect(await third.waitForExit() != 0)
         #expect(third.output.contains("already finished"))
+    }
+
+    /// A three-round schedule with the same two long-lived node processes; the coordinator is killed (SIGKILL)
+    /// between rounds 1 and 2 and again during round 2, after both nodes submitted, and each restart resumes: the
+    /// next round opens (not round 1 again), the stored submissions of round 2 are merged, and round 3 follows.
+    /// A third registered node never comes, so a round stays open after two submissions until SIGUSR1 closes it
+    /// with the quorum: the kill during round 2 lands in an open round, not a race with its end.
+    @Test(.timeLimit(.minutes(4))) func aScheduleResumesAfterKillsBetweenAndDuringRounds() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let nodes = ["node-a", "node-b", "node-c"]
+        try await provision(nodes)
+        let first = try coordinator(nodes: nodes, quorum: 2, deadline: 600,
+                                    extra: ["--rounds", "3", "--round-interval", "3600"])
+        let port = try await port(of: first)
+        let long = ["--rounds", "3"]
+        let a = try node("node-a", index: 0, of: 3, port: port, extra: long)
+        let b = try node("node-b", index: 1, of: 3, port: port, extra: long)
+        func bothSubmitted(round count: Int) async throws {
+            let pattern = "(?s)" + Array(repeating: "progress wait ", count: count).joined(separator: ".*")
+            try await a.waitFor(pattern)
+            try await b.waitFor(pattern)
+        }
+        try await bothSubmitted(round: 1)
+        first.kill(SIGUSR1)
+        try await first.waitFor(#"round 1: global accuracy "#)
+        // Between rounds (the next one is an hour away): a crash.
+        first.kill()
+        _ = await first.waitForExit()
+        let database = try CoordinatorDatabase(stateDirectory: state)
+        #expect(try database.round(id: 1)?.state == .finished)
+        #expect(try database.round(id: 2) == nil)
+
+        // The restart (now with no interval) resumes the schedule at round 2; both node processes take part.
+        let second = try coordinator(nodes: nodes, quorum: 2, deadline: 600, port: port, extra: ["--rounds", "3", "--round-interval", "0"])
+        _ = try await self.port(of: second)
+        try await bothSubmitted(round: 2)
+        #expect(try database.records(round: 2).map(\.nodeID).sorted() == ["node-a", "node-b"])
+        // During round 2, both sets stored: a crash.
+        second.kill()
+        _ = await second.waitForExit()
+        #expect(try database.round(id: 2)?.state == .open)
+
+        let third = try coordinator(nodes: nodes, quorum: 2, deadline: 600, port: port, extra: ["--rounds", "3", "--round-interval", "0"])
+        _ = try await self.port(of: third)
+        try await third.waitFor(#"resuming stored submission"#)
+        third.kill(SIGUSR1)
+        try await third.waitFor(#"round 2: global accuracy "#)
+        try await bothSubmitted(round: 3)
+        third.kill(SIGUSR1)
+        #expect(await third.waitForExit() == 0, "\(third.output)")
+        #expect(third.output.contains("round 3: global accuracy "))
+        #expect(!third.output.contains("round 1: global accuracy "), "round 1 ran once, before the first crash")
+        #expect(await a.waitForExit() == 0, "\(a.output)")
+        #expect(await b.waitForExit() == 0, "\(b.output)")
+        for round: UInt64 in 1...3 {
+            #expect(try database.round(id: round)?.state == .finished, "round \(round)")
+            #expect(submitted(try result(round: round)) == ["node-a", "node-b"], "round \(round)")
+            #expect(try database.records(round: round).count == 2, "round \(round): each node stored once")
+        }
+        #expect(try database.rounds().count == 3)
     }
 }
 

@@ -48,17 +48,8 @@ struct DashboardBrowserTests {
         var configuration = harness.coordinatorConfiguration(nodes: nodes)
         configuration.exitAfterRound = false
         configuration.dashboardPort = 0
-        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let (dashboardPorts, dashboardContinuation) = AsyncStream<Int>.makeStream()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [configuration] in
-                _ = try? await CoordinatorServer.run(configuration: configuration, logger: logger,
-                                                     onDashboardListening: { dashboardContinuation.yield($0) }) { portContinuation.yield($0) }
-            }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            var dashboardIterator = dashboardPorts.makeAsyncIterator()
-            let url = "http://127.0.0.1:\(try #require(await dashboardIterator.next()))/"
+        try await harness.withCoordinator(configuration, logger: logger) { port, dashboard in
+            let url = "http://127.0.0.1:\(try #require(dashboard))/"
 
             // Open: every registered node is listed, nothing finished yet.
             let before = try Self.chromium(["--dump-dom"], url: url)
@@ -87,7 +78,6 @@ struct DashboardBrowserTests {
                 _ = try Self.chromium(["--screenshot=\(path)", "--window-size=1400,1900", "--hide-scrollbars"], url: url)
                 #expect(FileManager.default.fileExists(atPath: path))
             }
-            group.cancelAll()
         }
     }
 }

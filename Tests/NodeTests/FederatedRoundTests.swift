@@ -343,3 +343,30 @@ struct FederatedRoundTests {
         }
     }
 }
+
+extension FederatedRoundTests {
+    /// Serves `configuration` in this process while `body` runs, passing the bound gRPC port and the dashboard's
+    /// (nil when the configuration has none); stops the coordinator when `body` returns or throws.
+    func withCoordinator<T: Sendable>(_ configuration: CoordinatorConfiguration, logger: Logger = Logger(label: "test"),
+                                      _ body: @Sendable (_ port: Int, _ dashboard: Int?) async throws -> T) async throws -> T {
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let (dashboardPorts, dashboardContinuation) = AsyncStream<Int>.makeStream()
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                _ = try? await CoordinatorServer.run(configuration: configuration, logger: logger,
+                                                     onDashboardListening: { dashboardContinuation.yield($0) }) { portContinuation.yield($0) }
+                portContinuation.finish()
+                return nil
+            }
+            defer { group.cancelAll() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next(), "the coordinator did not start")
+            var dashboard: Int?
+            if configuration.dashboardPort != nil {
+                var dashboardIterator = dashboardPorts.makeAsyncIterator()
+                dashboard = try #require(await dashboardIterator.next(), "the dashboard did not start")
+            }
+            return try await body(port, dashboard)
+        }
+    }
+}

@@ -40,17 +40,8 @@ struct RoundScheduleTests {
         configuration.roundIntervalSeconds = 0
         configuration.exitAfterRound = false  // after its schedule it serves and waits for an operator
         configuration.dashboardPort = 0
-        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let (dashboardPorts, dashboardContinuation) = AsyncStream<Int>.makeStream()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [configuration] in
-                _ = try? await CoordinatorServer.run(configuration: configuration, logger: logger,
-                                                     onDashboardListening: { dashboardContinuation.yield($0) }) { portContinuation.yield($0) }
-            }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            var dashboardIterator = dashboardPorts.makeAsyncIterator()
-            let dashboard = try #require(await dashboardIterator.next())
+        try await harness.withCoordinator(configuration, logger: logger) { port, dashboard in
+            let dashboard = try #require(dashboard)
 
             // Two long-lived node services take part in both scheduled rounds.
             let reports = try await withThrowingTaskGroup(of: NodeReport.self) { nodesGroup in
@@ -74,6 +65,16 @@ struct RoundScheduleTests {
             #expect(status.nodeTable.map(\.nodeID) == nodes && status.nodeTable.allSatisfy { $0.state == .submitted && $0.envelopeBytes > 0 })
             #expect(status.classCount == 10 && status.confusion.count == 100 && status.confusion.reduce(0, +) > 0)
             #expect(status.progress.step == "waiting-for-operator" && status.scheduledRounds == 2)
+
+            // Without refinement the global set stays with the coordinator.
+            let unshared = await #expect(throws: RPCError.self) {
+                _ = try await client(port, as: "node-a") { federation in
+                    var request = Feddistill_V1_GlobalSetRequest()
+                    request.roundID = 1
+                    return try await federation.globalSet(request) { try await $0.messages.reduce(0) { $0 + $1.data.count } }
+                }
+            }
+            #expect(unshared?.code == .failedPrecondition)
 
             // Only an operator certificate starts a round; a node's is refused.
             let refused = await #expect(throws: RPCError.self) {
@@ -123,7 +124,77 @@ struct RoundScheduleTests {
             }
             let after = try await client(port, as: "ops") { try await $0.status(Feddistill_V1_StatusRequest()) }
             #expect(after.history.map(\.roundID) == [3, 2, 1] && after.history.allSatisfy { $0.phase == .finished })
-            group.cancelAll()
+        }
+    }
+
+    /// Multi-round refinement: with `refine`, round 2 names round 1's global set (and its SHA-256) and every node
+    /// starts from it; the set is served to nodes only, checked against its recorded digest, and a tampered file is
+    /// refused rather than served.
+    @Test(.timeLimit(.minutes(3))) func refinementStartsRoundTwoFromRoundOnesGlobalSet() async throws {
+        defer { try? FileManager.default.removeItem(atPath: harness.root) }
+        let nodes = ["node-a", "node-b"]
+        try harness.provision(nodes: nodes)
+        try provisionOperator("ops")
+        var configuration = harness.coordinatorConfiguration(nodes: nodes)
+        configuration.rounds = 2
+        configuration.roundIntervalSeconds = 0
+        configuration.exitAfterRound = false
+        configuration.refine = true
+        try await harness.withCoordinator(configuration) { [configuration] port, _ in
+            try await withThrowingTaskGroup(of: NodeReport.self) { nodesGroup in
+                for (index, node) in nodes.enumerated() {
+                    var node = harness.nodeConfiguration(node, index: index, port: port)
+                    node.rounds = 2
+                    node.pollSeconds = 0.1
+                    node.privacyGate = false
+                    let runner = NodeRunner(configuration: node, logger: Logger(label: "test"))
+                    nodesGroup.addTask { try await runner.run() }
+                }
+                for try await report in nodesGroup { #expect(report.roundID == 2) }
+            }
+            // Each round's report, as the node keeps it in its state directory.
+            let reports = try nodes.flatMap { node in
+                try [1, 2].map { round in
+                    try JSONDecoder().decode(NodeReport.self, from: Data(contentsOf: URL(fileURLWithPath: harness.root + "/nodes/\(node)-round-\(round).json")))
+                }
+            }
+            #expect(reports.map(\.roundID).sorted() == [1, 1, 2, 2])
+            #expect(reports.filter { $0.roundID == 1 }.allSatisfy { $0.startedFromRound == nil })
+            #expect(reports.filter { $0.roundID == 2 }.allSatisfy { $0.startedFromRound == 1 }, "round 2 starts from round 1's set")
+
+            let status = try await client(port, as: "node-a") { try await $0.status(Feddistill_V1_StatusRequest()) }
+            let first = try #require(status.history.first { $0.roundID == 1 })
+            #expect(try #require(status.history.first { $0.roundID == 2 }).configurationJson.contains("\"refine\":true"))
+            func download(_ round: UInt64, as name: String) async throws -> (Data, String) {
+                try await client(port, as: name) { federation in
+                    var request = Feddistill_V1_GlobalSetRequest()
+                    request.roundID = round
+                    return try await federation.globalSet(request) { response in
+                        var bytes = Data()
+                        var digest = ""
+                        for try await chunk in response.messages {
+                            bytes.append(chunk.data)
+                            digest = chunk.sha256
+                        }
+                        return (bytes, digest)
+                    }
+                }
+            }
+            let (bytes, digest) = try await download(1, as: "node-b")
+            #expect(digest == first.globalSetSha256 && !bytes.isEmpty)
+            let set = try SyntheticSet.decode(Array(bytes), path: "round 1")
+            #expect(set.data.count == 10 * configuration.globalImagesPerClass)
+            for (name, round, code) in [("ops", UInt64(1), RPCError.Code.permissionDenied), ("node-a", 7, .notFound)] {
+                let refused = await #expect(throws: RPCError.self) { _ = try await download(round, as: name) }
+                #expect(refused?.code == code, "\(name), round \(round)")
+            }
+            // A global set changed on disk after its round is never served.
+            let path = configuration.stateDirectory + "/global-round-1.safetensors"
+            var tampered = bytes
+            tampered[tampered.count - 1] ^= 0x01
+            try tampered.write(to: URL(fileURLWithPath: path))
+            let refused = await #expect(throws: RPCError.self) { _ = try await download(1, as: "node-a") }
+            #expect(refused?.code == .dataLoss)
         }
     }
 

@@ -86,4 +86,9 @@ final class TestFederationService: Feddistill_V1_Federation.SimpleServiceProtoco
     func startRound(request: Feddistill_V1_StartRoundRequest, context: ServerContext) async throws -> Feddistill_V1_StartRoundResponse {
         throw RPCError(code: .unimplemented, message: "the test service has one round")
     }
+
+    func globalSet(request: Feddistill_V1_GlobalSetRequest, response: RPCWriter<Feddistill_V1_GlobalSetChunk>,
+                   context: ServerContext) async throws {
+        throw RPCError(code: .unimplemented, message: "the test service keeps no global sets")
+    }
 }

@@ -103,6 +103,19 @@ public enum Feddistill_V1_Federation: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GlobalSet" metadata.
+        public enum GlobalSet: Sendable {
+            /// Request type for "GlobalSet".
+            public typealias Input = Feddistill_V1_GlobalSetRequest
+            /// Response type for "GlobalSet".
+            public typealias Output = Feddistill_V1_GlobalSetChunk
+            /// Descriptor for "GlobalSet".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "feddistill.v1.Federation"),
+                method: "GlobalSet",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "feddistill.v1.Federation" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Join.descriptor,
@@ -110,7 +123,8 @@ public enum Feddistill_V1_Federation: Sendable {
             WatchRound.descriptor,
             Status.descriptor,
             Decline.descriptor,
-            StartRound.descriptor
+            StartRound.descriptor,
+            GlobalSet.descriptor
         ]
     }
 }
@@ -252,6 +266,25 @@ extension Feddistill_V1_Federation {
             request: GRPCCore.StreamingServerRequest<Feddistill_V1_StartRoundRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_StartRoundResponse>
+
+        /// Handle the "GlobalSet" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node downloads the global set of a finished round, in chunks (multi-round refinement: a round whose
+        /// > configuration names start_from_round asks nodes to start from that round's global set). Nodes only.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Feddistill_V1_GlobalSetRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Feddistill_V1_GlobalSetChunk` messages.
+        func globalSet(
+            request: GRPCCore.StreamingServerRequest<Feddistill_V1_GlobalSetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_GlobalSetChunk>
     }
 
     /// Service protocol for the "feddistill.v1.Federation" service.
@@ -377,6 +410,25 @@ extension Feddistill_V1_Federation {
             request: GRPCCore.ServerRequest<Feddistill_V1_StartRoundRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Feddistill_V1_StartRoundResponse>
+
+        /// Handle the "GlobalSet" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node downloads the global set of a finished round, in chunks (multi-round refinement: a round whose
+        /// > configuration names start_from_round asks nodes to start from that round's global set). Nodes only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_GlobalSetRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Feddistill_V1_GlobalSetChunk` messages.
+        func globalSet(
+            request: GRPCCore.ServerRequest<Feddistill_V1_GlobalSetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_GlobalSetChunk>
     }
 
     /// Simple service protocol for the "feddistill.v1.Federation" service.
@@ -501,6 +553,26 @@ extension Feddistill_V1_Federation {
             request: Feddistill_V1_StartRoundRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Feddistill_V1_StartRoundResponse
+
+        /// Handle the "GlobalSet" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node downloads the global set of a finished round, in chunks (multi-round refinement: a round whose
+        /// > configuration names start_from_round asks nodes to start from that round's global set). Nodes only.
+        ///
+        /// - Parameters:
+        ///   - request: A `Feddistill_V1_GlobalSetRequest` message.
+        ///   - response: A response stream of `Feddistill_V1_GlobalSetChunk` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func globalSet(
+            request: Feddistill_V1_GlobalSetRequest,
+            response: GRPCCore.RPCWriter<Feddistill_V1_GlobalSetChunk>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -569,6 +641,17 @@ extension Feddistill_V1_Federation.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_StartRoundResponse>(),
             handler: { request, context in
                 try await self.startRound(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Feddistill_V1_Federation.Method.GlobalSet.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_GlobalSetRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_GlobalSetChunk>(),
+            handler: { request, context in
+                try await self.globalSet(
                     request: request,
                     context: context
                 )
@@ -644,6 +727,17 @@ extension Feddistill_V1_Federation.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func globalSet(
+        request: GRPCCore.StreamingServerRequest<Feddistill_V1_GlobalSetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_GlobalSetChunk> {
+        let response = try await self.globalSet(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
     }
 }
 
@@ -729,6 +823,23 @@ extension Feddistill_V1_Federation.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func globalSet(
+        request: GRPCCore.ServerRequest<Feddistill_V1_GlobalSetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Feddistill_V1_GlobalSetChunk> {
+        return GRPCCore.StreamingServerResponse<Feddistill_V1_GlobalSetChunk>(
+            metadata: [:],
+            producer: { writer in
+                try await self.globalSet(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -886,6 +997,30 @@ extension Feddistill_V1_Federation {
             deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_StartRoundResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Feddistill_V1_StartRoundResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GlobalSet" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node downloads the global set of a finished round, in chunks (multi-round refinement: a round whose
+        /// > configuration names start_from_round asks nodes to start from that round's global set). Nodes only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_GlobalSetRequest` message.
+        ///   - serializer: A serializer for `Feddistill_V1_GlobalSetRequest` messages.
+        ///   - deserializer: A deserializer for `Feddistill_V1_GlobalSetChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func globalSet<Result>(
+            request: GRPCCore.ClientRequest<Feddistill_V1_GlobalSetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Feddistill_V1_GlobalSetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_GlobalSetChunk>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Feddistill_V1_GlobalSetChunk>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1114,6 +1249,39 @@ extension Feddistill_V1_Federation {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GlobalSet" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A node downloads the global set of a finished round, in chunks (multi-round refinement: a round whose
+        /// > configuration names start_from_round asks nodes to start from that round's global set). Nodes only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Feddistill_V1_GlobalSetRequest` message.
+        ///   - serializer: A serializer for `Feddistill_V1_GlobalSetRequest` messages.
+        ///   - deserializer: A deserializer for `Feddistill_V1_GlobalSetChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func globalSet<Result>(
+            request: GRPCCore.ClientRequest<Feddistill_V1_GlobalSetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Feddistill_V1_GlobalSetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Feddistill_V1_GlobalSetChunk>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Feddistill_V1_GlobalSetChunk>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Feddistill_V1_Federation.Method.GlobalSet.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1290,6 +1458,34 @@ extension Feddistill_V1_Federation.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_StartRoundRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_StartRoundResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GlobalSet" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A node downloads the global set of a finished round, in chunks (multi-round refinement: a round whose
+    /// > configuration names start_from_round asks nodes to start from that round's global set). Nodes only.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Feddistill_V1_GlobalSetRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func globalSet<Result>(
+        request: GRPCCore.ClientRequest<Feddistill_V1_GlobalSetRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Feddistill_V1_GlobalSetChunk>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.globalSet(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Feddistill_V1_GlobalSetRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Feddistill_V1_GlobalSetChunk>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1493,6 +1689,38 @@ extension Feddistill_V1_Federation.ClientProtocol {
             metadata: metadata
         )
         return try await self.startRound(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GlobalSet" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A node downloads the global set of a finished round, in chunks (multi-round refinement: a round whose
+    /// > configuration names start_from_round asks nodes to start from that round's global set). Nodes only.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func globalSet<Result>(
+        _ message: Feddistill_V1_GlobalSetRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Feddistill_V1_GlobalSetChunk>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Feddistill_V1_GlobalSetRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.globalSet(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -190,6 +190,14 @@ public nonisolated struct Feddistill_V1_RoundConfiguration: Sendable {
   /// fields above). The wire carries it as text so that FederationProtocol never depends on Distill.
   public var recipeJson: String = String()
 
+  /// Multi-round refinement: nodes start from the global set of this earlier round (fetched with GlobalSet) instead
+  /// of the recipe's initialisation; 0: no refinement.
+  public var startFromRound: UInt64 = 0
+
+  /// SHA-256 (lowercase hex) of that global set's safetensors file, as the coordinator recorded it: a node checks
+  /// the bytes it downloads against it.
+  public var startSetSha256: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -701,6 +709,38 @@ public nonisolated struct Feddistill_V1_StartRoundResponse: Sendable {
   fileprivate var _round: Feddistill_V1_RoundConfiguration? = nil
 }
 
+public nonisolated struct Feddistill_V1_GlobalSetRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var roundID: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One piece of a global set's safetensors file; the chunks in order are the whole file.
+public nonisolated struct Feddistill_V1_GlobalSetChunk: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var roundID: UInt64 = 0
+
+  /// The file's size in bytes and its SHA-256 (lowercase hex); both repeated in every chunk.
+  public var totalSize: UInt64 = 0
+
+  public var sha256: String = String()
+
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "feddistill.v1"
@@ -755,7 +795,7 @@ nonisolated extension Feddistill_V1_JoinRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoundConfiguration"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{3}federation_id\0\u{3}dataset_name\0\u{3}image_shape\0\u{3}class_count\0\u{1}method\0\u{3}images_per_class\0\u{1}iterations\0\u{3}deadline_unix_seconds\0\u{1}quorum\0\u{3}recipe_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{3}federation_id\0\u{3}dataset_name\0\u{3}image_shape\0\u{3}class_count\0\u{1}method\0\u{3}images_per_class\0\u{1}iterations\0\u{3}deadline_unix_seconds\0\u{1}quorum\0\u{3}recipe_json\0\u{3}start_from_round\0\u{3}start_set_sha256\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -774,6 +814,8 @@ nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, S
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.deadlineUnixSeconds) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.quorum) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.recipeJson) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.startFromRound) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.startSetSha256) }()
       default: break
       }
     }
@@ -813,6 +855,12 @@ nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, S
     if !self.recipeJson.isEmpty {
       try visitor.visitSingularStringField(value: self.recipeJson, fieldNumber: 11)
     }
+    if self.startFromRound != 0 {
+      try visitor.visitSingularUInt64Field(value: self.startFromRound, fieldNumber: 12)
+    }
+    if !self.startSetSha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.startSetSha256, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -828,6 +876,8 @@ nonisolated extension Feddistill_V1_RoundConfiguration: SwiftProtobuf.Message, S
     if lhs.deadlineUnixSeconds != rhs.deadlineUnixSeconds {return false}
     if lhs.quorum != rhs.quorum {return false}
     if lhs.recipeJson != rhs.recipeJson {return false}
+    if lhs.startFromRound != rhs.startFromRound {return false}
+    if lhs.startSetSha256 != rhs.startSetSha256 {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1844,6 +1894,81 @@ nonisolated extension Feddistill_V1_StartRoundResponse: SwiftProtobuf.Message, S
 
   public static func ==(lhs: Feddistill_V1_StartRoundResponse, rhs: Feddistill_V1_StartRoundResponse) -> Bool {
     if lhs._round != rhs._round {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_GlobalSetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlobalSetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.roundID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.roundID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.roundID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_GlobalSetRequest, rhs: Feddistill_V1_GlobalSetRequest) -> Bool {
+    if lhs.roundID != rhs.roundID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Feddistill_V1_GlobalSetChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlobalSetChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}round_id\0\u{3}total_size\0\u{1}sha256\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.roundID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.totalSize) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.roundID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.roundID, fieldNumber: 1)
+    }
+    if self.totalSize != 0 {
+      try visitor.visitSingularUInt64Field(value: self.totalSize, fieldNumber: 2)
+    }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 3)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Feddistill_V1_GlobalSetChunk, rhs: Feddistill_V1_GlobalSetChunk) -> Bool {
+    if lhs.roundID != rhs.roundID {return false}
+    if lhs.totalSize != rhs.totalSize {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.data != rhs.data {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -145,4 +145,9 @@ private final class SinkService: Feddistill_V1_Federation.SimpleServiceProtocol 
     func startRound(request: Feddistill_V1_StartRoundRequest, context: ServerContext) async throws -> Feddistill_V1_StartRoundResponse {
         throw RPCError(code: .unimplemented, message: "the throughput sink serves only Join, Submit and Status")
     }
+
+    func globalSet(request: Feddistill_V1_GlobalSetRequest, response: RPCWriter<Feddistill_V1_GlobalSetChunk>,
+                   context: ServerContext) async throws {
+        throw RPCError(code: .unimplemented, message: "the throughput sink serves only Join, Submit and Status")
+    }
 }

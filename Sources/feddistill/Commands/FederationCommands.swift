@@ -47,6 +47,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: Self.table.name("rounds"), help: Self.table.help("rounds")) var rounds: String?
     @Option(name: Self.table.name("round_interval"), help: Self.table.help("round_interval")) var roundInterval: String?
     @Option(name: Self.table.name("rounds_on_demand"), help: Self.table.help("rounds_on_demand")) var roundsOnDemand: String?
+    @Option(name: Self.table.name("refine"), help: Self.table.help("refine")) var refine: String?
     @Option(name: Self.table.name("dashboard_port"), help: Self.table.help("dashboard_port")) var dashboardPort: String?
     @Option(name: Self.table.name("dashboard_host"), help: Self.table.help("dashboard_host")) var dashboardHost: String?
     @Option(name: Self.table.name("metrics_port"), help: Self.table.help("metrics_port")) var metricsPort: String?
@@ -91,6 +92,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             "rounds": rounds,
             "round_interval": roundInterval,
             "rounds_on_demand": roundsOnDemand,
+            "refine": refine,
             "dashboard_port": dashboardPort,
             "dashboard_host": dashboardHost,
             "metrics_port": metricsPort,
@@ -114,7 +116,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let registry = configuration.metricsPort == nil ? nil : PrometheusCollectorRegistry()
         do {
             // Signal handling lives here, in the executable: SIGTERM/SIGINT stop gracefully, SIGUSR1 closes the round.
-            let result = try await CoordinatorServer.run(configuration: configuration, logger: logger, metricsRegistry: registry,
+            _ = try await CoordinatorServer.run(configuration: configuration, logger: logger, metricsRegistry: registry,
                                                          shutdownSignals: [.sigterm, .sigint], closeRoundSignals: [.sigusr1],
                                                          onMetricsListening: { port in
                 print("metrics on \(configuration.metricsHost):\(port)")
@@ -122,13 +124,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
             }, onDashboardListening: { port in
                 print("dashboard on \(configuration.dashboardHost):\(port)")
                 Self.flush()
+            }, onRoundResult: { result in
+                print(String(format: "round %llu: global accuracy %.2f%% ± %.2f%%", result.roundID, 100 * result.global.mean,
+                             100 * result.global.standardDeviation))
+                Self.flush()
             }) { port in
                 print("listening on \(configuration.host):\(port)")
                 Self.flush()
             }
-            print(String(format: "round %llu: global accuracy %.2f%% ± %.2f%%", result.roundID, 100 * result.global.mean,
-                         100 * result.global.standardDeviation))
-            Self.flush()
         } catch let concluded as RoundAlreadyConcluded where concluded.failure == nil {
             // Restarted (exit_after_round false) on a finished round, served it, and was stopped: nothing failed.
             print(concluded.description)

@@ -275,6 +275,8 @@ extension CoordinatorConfiguration {
                     \.roundIntervalSeconds),
             Setting("rounds_on_demand", .boolean, help: "Rounds after the first start only with `feddistill round start` (true/false).",
                     \.roundsOnDemand),
+            Setting("refine", .boolean, help: "Multi-round refinement: nodes start each round after the first from the latest global set (true/false).",
+                    \.refine),
             Setting("dashboard_port", .integer, help: "Serve the dashboard (web page and JSON API) on this port (0: any free port).",
                     \.dashboardPort),
             Setting("dashboard_host", .string, help: "Dashboard listen address (default 127.0.0.1; see docs/threat-model.md).",

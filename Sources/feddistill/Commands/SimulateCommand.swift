@@ -6,12 +6,14 @@ import Synchronization
 
 struct SimulateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "simulate", abstract: "Run a federated round on this machine: one coordinator and N node processes.",
+        commandName: "simulate", abstract: "Run federated rounds on this machine: one coordinator and N node processes.",
         discussion: """
             Makes a fresh CA, certificates and keys in a temporary directory, starts `feddistill coordinator` and one \
             `feddistill node` per partition over mutual TLS on 127.0.0.1, shows progress per node, and prints the \
-            global accuracy next to the baselines (union of node sets, centralized DM on the pooled data). Exits \
-            non-zero when the round fails.
+            global accuracy next to the baselines (union of node sets, centralized DM on the pooled data). With \
+            --rounds N the same coordinator and nodes run N rounds one after the other (with --refine, each round's \
+            nodes start from the previous global set) and a table shows the accuracy of every round. Exits non-zero \
+            when a round fails.
             """)
 
     @Option(help: "Number of nodes.") var nodes = 4
@@ -27,6 +29,8 @@ struct SimulateCommand: ParsableCommand {
     @Flag(name: .customLong("no-centralized-baseline"), help: "Skip the centralized DM baseline.") var noCentralized = false
     @Option(name: .customLong("dp-epsilon"), help: "Nodes distill with differential privacy (DP-DM) at this ε.") var dpEpsilon: Double?
     @Option(help: "Random seed (partitions, distillation).") var seed: UInt64 = 0
+    @Option(help: "Rounds the coordinator and the nodes run one after the other (round r: node seeds + r − 1).") var rounds = 1
+    @Flag(help: "Multi-round refinement: from the second round on, nodes start from the previous round's global set.") var refine = false
     @Option(help: "Write the global set here (a PNG grid goes beside it).") var out = "simulation-global.safetensors"
     @Option(help: "Write a JSON report to this file (- for stdout).") var json: String?
     @Flag(help: "Keep the temporary directory (certificates, state, logs) for inspection.") var keep = false
@@ -35,6 +39,7 @@ struct SimulateCommand: ParsableCommand {
     func validate() throws {
         guard nodes >= 1, nodes <= 64 else { throw ValidationError("--nodes must be in 1...64") }
         guard PartitionScheme(partition) != nil else { throw ValidationError("--partition must be iid, dirichlet:ALPHA or shards:K") }
+        guard (1...100).contains(rounds) else { throw ValidationError("--rounds must be in 1...100") }
         guard ipc > 0, iterations >= 0, mergeIterations >= 0, evalModels > 0, evalEpochs > 0 else {
             throw ValidationError("--ipc, --eval-models and --eval-epochs must be positive, iterations non-negative")
         }
@@ -60,9 +65,14 @@ struct SimulateCommand: ParsableCommand {
             nodeIDs.joined(separator: ","), "--dataset", dataset, "--ipc", "\(ipc)", "--node-iterations", "\(iterations)",
             "--merge-iterations", "\(mergeIterations)", "--formation-factor", "\(formation)", "--width", "\(width)", "--eval-models", "\(evalModels)",
             "--eval-epochs", "\(evalEpochs)", "--centralized-baseline", noCentralized ? "false" : "true", "--seed", "\(seed)",
-            "--quorum", "1",
+            "--quorum", "1", "--rounds", "\(rounds)", "--refine", refine ? "true" : "false",
         ] + dataArguments, log: root + "/coordinator.log")
+        let started = ChildProcess.Group()
+        // Interrupted (Ctrl-C, SIGTERM): stop the coordinator and every node this simulation started, then exit.
+        let stopSignals = ChildProcess.forwardingStop(to: started, removing: keep ? nil : root)
+        defer { stopSignals.forEach { $0.cancel() } }
         try coordinator.start()
+        started.add(coordinator)
         guard let port = coordinator.waitForLine(prefix: "listening on ").flatMap({ Int($0.split(separator: ":").last ?? "") }) else {
             coordinator.terminate()
             throw CommandFailure("the coordinator did not start; see its log:\n" + coordinator.logTail())
@@ -73,7 +83,7 @@ struct SimulateCommand: ParsableCommand {
                 "node", "--node-id", node, "--coordinator", "127.0.0.1:\(port)", "--credentials-dir", certs, "--dataset", dataset,
                 "--partition", partition, "--partition-nodes", "\(nodes)", "--partition-index", "\(index)", "--partition-seed",
                 "\(seed)", "--width", "\(width)", "--seed", "\(seed &+ UInt64(index) &+ 1)", "--state-dir", root + "/nodes", "--progress",
-                "--threads", "1",
+                "--threads", "1", "--rounds", "\(rounds)",
             ] + (dpEpsilon.map { ["--dp-epsilon", "\($0)"] } ?? []) + dataArguments, log: root + "/\(node).log") { line in
                 let fields = line.split(separator: " ")
                 if fields.count == 4, fields[0] == "progress" {
@@ -87,6 +97,7 @@ struct SimulateCommand: ParsableCommand {
             }
             try child.start()
             children.append(child)
+            started.add(child)
         }
         let display = ProgressDisplay(label: "simulate", interval: 10)
         var closeRequested = false
@@ -95,7 +106,9 @@ struct SimulateCommand: ParsableCommand {
                 state.withLock { $0[node] = "failed" }
             }
             let phases = state.withLock { $0 }
-            func waiting(_ phase: String) -> Bool { ["wait", "done", "failed"].contains(phase) || phase.hasPrefix("coordinator ") }
+            func waiting(_ phase: String) -> Bool {
+                ["wait", "done", "failed", "next-round"].contains(phase) || phase.hasPrefix("coordinator ")
+            }
             let settled = nodeIDs.allSatisfy { waiting(phases[$0] ?? "") }
             // A node that ended without submitting (privacy gate, crash) would hold the round until its deadline:
             // once every node has either submitted or ended, ask the coordinator to close the round with what it has.
@@ -109,19 +122,23 @@ struct SimulateCommand: ParsableCommand {
             Thread.sleep(forTimeInterval: 0.5)
         }
         for child in children { child.waitOrTerminate(seconds: 30) }
-        let resultPath = root + "/coordinator/result-round-1.json"
-        guard coordinator.exitCode == 0, let resultData = FileManager.default.contents(atPath: resultPath),
-              let result = try? JSONSerialization.jsonObject(with: resultData) as? [String: Any] else {
-            throw CommandFailure("the round failed; coordinator log:\n" + coordinator.logTail())
+        var results: [[String: Any]] = []
+        for round in 1...rounds {
+            guard let data = FileManager.default.contents(atPath: root + "/coordinator/result-round-\(round).json"),
+                  let result = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { break }
+            results.append(result)
+        }
+        guard coordinator.exitCode == 0, results.count == rounds, let result = results.last else {
+            throw CommandFailure("round \(results.count + 1) failed; coordinator log:\n" + coordinator.logTail())
         }
         do {
             try? FileManager.default.removeItem(atPath: out)
-            try FileManager.default.copyItem(atPath: root + "/coordinator/global-round-1.safetensors", toPath: out)
+            try FileManager.default.copyItem(atPath: root + "/coordinator/global-round-\(rounds).safetensors", toPath: out)
             let png = (out.hasSuffix(".safetensors") ? String(out.dropLast(12)) : out) + ".png"
             try? FileManager.default.removeItem(atPath: png)
-            try FileManager.default.copyItem(atPath: root + "/coordinator/global-round-1.png", toPath: png)
+            try FileManager.default.copyItem(atPath: root + "/coordinator/global-round-\(rounds).png", toPath: png)
         } catch { throw CommandFailure("cannot write \(out): \(error)") }
-        try printReport(result, root: root, provisioned: provisioned, total: Date().timeIntervalSince(start))
+        try printReport(result, rounds: results, root: root, provisioned: provisioned, total: Date().timeIntervalSince(start))
     }
 
     /// The node's own last error line, e.g. why its privacy gate refused to send.
@@ -130,14 +147,27 @@ struct SimulateCommand: ParsableCommand {
         return text.split(separator: "\n").last { $0.hasPrefix("Error: ") }.map { String($0.dropFirst(7)) }
     }
 
-    private func printReport(_ result: [String: Any], root: String, provisioned: Double, total: Double) throws {
+    private func printReport(_ result: [String: Any], rounds results: [[String: Any]], root: String, provisioned: Double,
+                             total: Double) throws {
         func accuracy(_ object: Any?) -> String {
             guard let report = object as? [String: Any], let mean = report["accuracy_mean"] as? Double,
                   let std = report["accuracy_std"] as? Double else { return "n/a" }
             return String(format: "%.2f%% ± %.2f%%", 100 * mean, 100 * std)
         }
         let baselines = result["baselines"] as? [String: Any] ?? [:]
-        print("\nFederated round: \(dataset), \(nodes) nodes, \(partition), IPC \(ipc), \(iterations) node iterations")
+        if results.count > 1 {
+            print("\nRounds: \(dataset), \(nodes) nodes, \(partition), IPC \(ipc), \(iterations) node iterations"
+                  + (refine ? ", refinement (nodes start from the previous global set)" : ", every round from the recipe's initialisation"))
+            print("round".padding(7) + "global".padding(18) + "union of node sets".padding(20) + "submitted".padding(11) + "seconds")
+            for (index, round) in results.enumerated() {
+                let submitted = (round["nodes"] as? [[String: Any]] ?? []).filter { ($0["submitted"] as? Bool) == true }.count
+                let seconds = (round["phase_seconds"] as? [String: Double] ?? [:]).values.reduce(0, +)
+                print("\(index + 1)".padding(7) + accuracy(round["global"]).padding(18)
+                      + accuracy((round["baselines"] as? [String: Any])?["union"]).padding(20) + "\(submitted)/\(nodes)".padding(11)
+                      + String(format: "%.0f (coordinator)", seconds))
+            }
+        }
+        print("\nFederated round\(results.count > 1 ? " \(results.count)" : ""): \(dataset), \(nodes) nodes, \(partition), IPC \(ipc), \(iterations) node iterations")
         print("node".padding(10) + "submitted".padding(11) + "images".padding(8) + "bytes sent")
         for node in result["nodes"] as? [[String: Any]] ?? [] {
             let id = String(describing: node["id"] ?? "?")
@@ -157,6 +187,10 @@ struct SimulateCommand: ParsableCommand {
             report["seconds"] = total
             report["dataset"] = dataset
             report["partition"] = partition
+            if results.count > 1 {
+                report["rounds"] = results
+                report["refine"] = refine
+            }
             try writeJSON(report, to: json)
         }
     }
@@ -232,6 +266,30 @@ final class ChildProcess: @unchecked Sendable {  // state guarded by `lines`
             _ = newLine.wait(until: min(deadline, Date().addingTimeInterval(0.5)))
         }
         return nil
+    }
+
+    /// Processes started together, stopped together.
+    final class Group: Sendable {
+        let members = Mutex<[ChildProcess]>([])
+        func add(_ child: ChildProcess) { members.withLock { $0.append(child) } }
+    }
+
+    /// Until cancelled, SIGINT and SIGTERM terminate every process in `children` (and remove `directory`, the
+    /// simulation's temporary files) before this process exits with 128 + the signal.
+    static func forwardingStop(to children: Group, removing directory: String?) -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { number in
+            _ = Glibc.signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let all = children.members.withLock { $0 }
+                for child in all { child.terminate() }
+                for child in all { child.waitOrTerminate(seconds: 5) }
+                if let directory { try? FileManager.default.removeItem(atPath: directory) }
+                exit(128 + number)
+            }
+            source.resume()
+            return source
+        }
     }
 
     var isRunning: Bool { process.isRunning }
