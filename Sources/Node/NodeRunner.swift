@@ -5,6 +5,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Synchronization
 
 /// A node's settings: who it is, where the coordinator is, and which private data it holds.
 public struct NodeConfiguration: Sendable, Codable {
@@ -129,11 +130,20 @@ public struct NodeRunner: Sendable {
         }
     }
 
-    /// The partition this node distills from and the records its privacy gate holds out.
-    struct PrivateData: Sendable {
+    /// The partition this node distills from and the records its privacy gate holds out; and the statistics bank the
+    /// first round built from `members`, which later rounds reuse (the records do not change while the node runs, and
+    /// the bank — the costliest part of a round — never leaves the process).
+    final class PrivateData: Sendable {
         let descriptor: DatasetDescriptor
         let members: LabeledImages
         let heldOut: LabeledImages
+        let bank = Mutex<StatisticsBank?>(nil)
+
+        init(descriptor: DatasetDescriptor, members: LabeledImages, heldOut: LabeledImages) {
+            self.descriptor = descriptor
+            self.members = members
+            self.heldOut = heldOut
+        }
     }
 
     /// Polls the coordinator's status until a round after `round` is open; returns that round's id.
@@ -173,7 +183,7 @@ public struct NodeRunner: Sendable {
             ? await refinementStart(round: round, recipe: recipe, descriptor: data.descriptor, federation: federation, progress: progress)
             : nil
         let start = Date()
-        var set = try await distill(data.members, descriptor: data.descriptor, recipe: recipe, start: startImages, progress: progress)
+        var set = try await distill(data, recipe: recipe, start: startImages, progress: progress)
         if startImages != nil { set.metadata.initialization = "global-round-\(round.startFromRound)" }
         let distillSeconds = Date().timeIntervalSince(start)
         if config.privacyGate {
@@ -334,15 +344,17 @@ public struct NodeRunner: Sendable {
     /// times over); a coordinator cannot make a node buffer more.
     static let maxGlobalSetBytes = 1 << 30
 
-    private func distill(_ data: LabeledImages, descriptor: DatasetDescriptor, recipe: DistillationRecipe, start: LabeledImages?,
+    private func distill(_ data: PrivateData, recipe: DistillationRecipe, start: LabeledImages?,
                          progress: Progress?) async throws -> SyntheticSet {
         try await Parallel.offThePool {
-            try Distiller.run(recipe: recipe, data: data, descriptor: descriptor, start: start) { iteration, total, _ in
-                progress?("distill", iteration, total)
-                return true
-            } preparation: { done, total in
-                progress?("bank", done, total)
-            }
+            try Distiller.run(recipe: recipe, data: data.members, descriptor: data.descriptor, start: start,
+                              progress: { iteration, total, _ in
+                                  progress?("distill", iteration, total)
+                                  return true
+                              },
+                              preparation: { done, total in progress?("bank", done, total) },
+                              bank: data.bank.withLock { $0 },
+                              builtBank: { bank in data.bank.withLock { $0 = bank } })
         }
     }
 

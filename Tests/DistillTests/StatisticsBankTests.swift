@@ -132,4 +132,33 @@ struct StatisticsBankTests {
         #expect(first.images.storage != initial.images.storage)
         #expect(first.images.storage.allSatisfy { $0.isFinite })
     }
+
+    /// A bank built by one run is reused by the next on the same records (what a long-lived node does between rounds):
+    /// the run with the handed-over bank gives exactly the images of a run that builds it, and builds nothing; a bank
+    /// of other settings is not reused.
+    @Test func aBankBuiltOnceIsReusedWhenItMatches() throws {
+        let splits = try DatasetStore.loadDigits()
+        let network = ConvNet.Configuration(imageShape: [1, 8, 8], classCount: 10, width: 16)
+        let bankOptions = StatisticsBank.Options(size: 4, trainedNetworks: 1, trainingSteps: 4, batchReal: 32, classLossWeight: 0.5)
+        func matcher(_ bank: StatisticsBank.Options) -> DistributionMatching {
+            DistributionMatching(options: .init(imagesPerClass: 2, iterations: 6, batchReal: 32, seed: 5, bank: bank),
+                                 network: network, augmentation: DSA(dataset: "digits"))
+        }
+        var rng = RandomSource(seed: 5)
+        let initial = DistributionMatching.initialImages(splits.train, imagesPerClass: 2, initialization: .noise, using: &rng)
+        var built: [StatisticsBank] = []
+        let first = matcher(bankOptions).distill(splits.train, from: initial, built: { built.append($0) }).images
+        let bank = try #require(built.first)
+        #expect(built.count == 1 && bank.matches(options: bankOptions, network: network, augmented: true))
+        #expect(!bank.matches(options: bankOptions, network: network, augmented: false))
+        var preparation: [Int] = []
+        let reused = matcher(bankOptions).distill(splits.train, from: initial, preparation: { done, _ in preparation.append(done) },
+                                                  reusing: bank, built: { built.append($0) }).images
+        #expect(reused.images.storage == first.images.storage)
+        #expect(built.count == 1 && preparation == [bankOptions.size], "nothing was built")
+        var larger = bankOptions
+        larger.size = 6
+        _ = matcher(larger).distill(splits.train, from: initial, reusing: bank, built: { built.append($0) })
+        #expect(built.count == 2 && built[1].entries.count == 6, "a bank of other settings is built anew")
+    }
 }

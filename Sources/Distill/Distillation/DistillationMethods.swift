@@ -33,7 +33,7 @@ public struct DistributionMatchingMethod: DistillationMethod {
         let dm = matcher(job)
         let result = dm.distill(job.data, from: initial, sampleWeights: job.sampleWeights, snapshots: job.snapshots,
                                 progress: { iteration, loss in progress?(iteration, recipe.iterations, loss) ?? true },
-                                preparation: job.preparation)
+                                preparation: job.preparation, reusing: job.bank, built: job.builtBank)
         return DistillationOutcome(images: result.images, iterations: result.iterations, loss: result.loss,
                                    privacy: dm.calibration(for: job.data))
     }

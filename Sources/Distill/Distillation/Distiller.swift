@@ -37,6 +37,10 @@ public struct DistillationJob {
     public var sampleWeights: [Float]?
     /// Progress of work done before the first iteration (DM's statistics bank): steps done and total.
     public var preparation: Distiller.Preparation?
+    /// DM: a statistics bank built earlier from the same records, used when it matches the recipe (else built anew).
+    public var bank: StatisticsBank?
+    /// DM: receives a statistics bank the run built.
+    public var builtBank: ((StatisticsBank) -> Void)?
 
     /// The recipe's ConvNet for this dataset.
     public var network: ConvNet.Configuration {
@@ -164,12 +168,16 @@ public enum Distiller {
     ///   - sampleWeights: one weight per record of `data` (same methods only).
     ///   - progress: called after every iteration; returning `false` stops early.
     ///   - preparation: progress of the work before the first iteration (DM's statistics bank), if any.
+    ///   - bank: DM only: a statistics bank an earlier run built from the same `data` (the caller's promise), reused
+    ///     when it matches the recipe's bank, network and augmentation; otherwise a new one is built.
+    ///   - builtBank: DM only: receives the bank a run built, for the next run on the same data.
     /// - Returns: the set, whose metadata holds the recipe, the class counts of `data` and any DP guarantee.
     /// - Throws: ``DistillerError`` when the recipe is invalid or does not fit the data.
     public static func run(recipe: DistillationRecipe, data: LabeledImages, descriptor: DatasetDescriptor,
                            snapshots: (every: Int, body: (SyntheticSet) -> Void)? = nil,
                            start: LabeledImages? = nil, sampleWeights: [Float]? = nil,
-                           progress: Progress? = nil, preparation: Preparation? = nil) throws(DistillerError) -> SyntheticSet {
+                           progress: Progress? = nil, preparation: Preparation? = nil, bank: StatisticsBank? = nil,
+                           builtBank: ((StatisticsBank) -> Void)? = nil) throws(DistillerError) -> SyntheticSet {
         var privacy: PrivacyCalibration?
         let imageSnapshots = snapshots.map { snapshots in
             DistributionMatching.Snapshots(every: snapshots.every) { iteration, images in
@@ -196,6 +204,8 @@ public enum Distiller {
             job.sampleWeights = sampleWeights
         }
         job.preparation = preparation
+        job.bank = bank
+        job.builtBank = builtBank
         privacy = method.calibration(for: job)
         let outcome = method.distill(job, progress: progress)
         return set(outcome.images, recipe: recipe, data: data, descriptor: descriptor, iterations: outcome.iterations,

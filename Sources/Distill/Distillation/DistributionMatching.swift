@@ -140,7 +140,9 @@ public struct DistributionMatching: Sendable {
     /// - Returns: the learned images, the last iteration's loss and the iterations run.
     public func distill(_ real: LabeledImages, from initial: LabeledImages, sampleWeights: [Float]? = nil,
                         snapshots: Snapshots? = nil, progress: Progress? = nil,
-                        preparation: ((_ done: Int, _ total: Int) -> Void)? = nil) -> (images: LabeledImages, loss: Double, iterations: Int) {
+                        preparation: ((_ done: Int, _ total: Int) -> Void)? = nil,
+                        reusing prebuilt: StatisticsBank? = nil,
+                        built: ((StatisticsBank) -> Void)? = nil) -> (images: LabeledImages, loss: Double, iterations: Int) {
         var rng = RandomSource(seed: options.seed).derived(1)
         let realByClass = real.indicesByClass()
         let synByClass = initial.indicesByClass()
@@ -154,9 +156,17 @@ public struct DistributionMatching: Sendable {
         var lastLoss = 0.0
         var completed = 0
         precondition(options.privacy == nil || options.bank == nil, "DP-DM does not use a statistics bank")
+        // A bank built earlier from the same records (`prebuilt`, unweighted runs only) replaces building one when it
+        // matches these settings; a new bank goes to `built`.
         let bank = options.bank.map { bankOptions in
-            StatisticsBank.build(real, options: bankOptions, network: network, augmentation: augmentation,
-                                 sampleWeights: sampleWeights, seed: options.seed, progress: preparation)
+            if sampleWeights == nil, let prebuilt, prebuilt.matches(options: bankOptions, network: network, augmented: augmentation != nil) {
+                preparation?(bankOptions.size, bankOptions.size)
+                return prebuilt
+            }
+            let fresh = StatisticsBank.build(real, options: bankOptions, network: network, augmentation: augmentation,
+                                             sampleWeights: sampleWeights, seed: options.seed, progress: preparation)
+            built?(fresh)
+            return fresh
         }
         // With a bank, its entries in a fixed shuffled order per pass, so every entry is used equally often.
         var bankOrder: [Int] = []

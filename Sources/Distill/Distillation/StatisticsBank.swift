@@ -53,6 +53,16 @@ public struct StatisticsBank: Sendable {
     /// Seconds spent training networks and embedding real batches.
     public var buildSeconds: Double
 
+    /// Whether this bank is what ``build(_:options:network:augmentation:sampleWeights:seed:progress:)`` would make with
+    /// these settings for the same data and equal weights (up to its seed): the same options, every entry of this
+    /// architecture, and augmentation draws exactly when `augmented`. A long-lived node reuses its bank across rounds
+    /// on this condition.
+    public func matches(options: Options, network: ConvNet.Configuration, augmented: Bool) -> Bool {
+        self.options == options && !entries.isEmpty && entries.allSatisfy { entry in
+            entry.network.configuration == network && entry.draws.contains { $0 != nil } == augmented
+        }
+    }
+
     /// Builds the bank from `real` (with optional per-record weights for the means).
     /// - Parameters:
     ///   - network: the architecture of every entry.
