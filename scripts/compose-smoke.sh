@@ -10,7 +10,12 @@
 #   4. runs docker/compose.yaml + docker/compose.host.yaml with docker-compose (every service in the host network
 #      namespace, traffic on loopback only: coordinator on 127.0.0.1:FEDDISTILL_SMOKE_PORT) and a generated override
 #      that turns on the coordinator's metrics on the next port, scraping them while the round runs,
-#   5. checks the coordinator's log line, result-round-1.json in the `results` volume and the scraped metrics,
+#   5. while the schedule runs (FEDDISTILL_SMOKE_ROUNDS rounds, default 3, 20 s apart), crashes the coordinator twice
+#      with SIGKILL: between the first and the second round, and during the third; the restart policy brings it back
+#      and it resumes the schedule,
+#   6. checks that the same three node processes (no node restarted) took part in every round: a `round N: global
+#      accuracy` line and result-round-N.json in the `results` volume for every round, each round run once, the
+#      coordinator restarted exactly as often as it was crashed, and the scraped metrics,
 # and on every exit path (EXIT trap) runs `compose down -v`, stops dockerd and removes its temporary directories.
 # Needs root; installs docker.io, docker-compose, debootstrap and curl with apt-get when missing.
 #
@@ -22,10 +27,12 @@
 #   FEDDISTILL_SWIFT_BACKTRACE swift-backtrace-static of the toolchain that built it (default: beside `swift`)
 #   FEDDISTILL_SMOKE_CACHE     where the debootstrap tarball is kept (default /tmp/feddistill-smoke-cache)
 #   FEDDISTILL_SMOKE_PORT      coordinator port on loopback (default 17443; metrics on the port after it)
-#   FEDDISTILL_SMOKE_TIMEOUT   seconds allowed for `compose up` (default 1200)
+#   FEDDISTILL_SMOKE_TIMEOUT   seconds allowed for `compose up` (default 2400)
 #   FEDDISTILL_SMOKE_KEEP      1: keep the temporary directory (logs; dockerd is still stopped)
-#   FEDDISTILL_SMOKE_ROUNDS    rounds to run one after the other on the same volumes (default 1; from the second on,
-#                              the certs service must find the first run's credentials and keep them)
+#   FEDDISTILL_SMOKE_ROUNDS    rounds of the coordinator's schedule, run in one `compose up` (default 3; with fewer
+#                              than 3 the coordinator is not crashed)
+#   FEDDISTILL_SMOKE_RUNS      `compose up` runs on the same volumes (default 1); run k continues with round ids after
+#                              run k−1's, and the certs service must find the first run's credentials and keep them
 #   FEDDISTILL_SMOKE_MNIST_SOURCE  a directory of MNIST IDX files: first import them into the `data` volume with the
 #                              `mnist` profile's fetch-mnist service (then FEDDISTILL_DATASET=mnist runs the round on it)
 #   DEBIAN_MIRROR              mirror for debootstrap (default: the host's apt mirror, else deb.debian.org)
@@ -36,7 +43,7 @@ bin=${FEDDISTILL_BIN:-.build/release/feddistill}
 cache=${FEDDISTILL_SMOKE_CACHE:-/tmp/feddistill-smoke-cache}
 port=${FEDDISTILL_SMOKE_PORT:-17443}
 metrics_port=$((port + 1))
-timeout_seconds=${FEDDISTILL_SMOKE_TIMEOUT:-1200}
+timeout_seconds=${FEDDISTILL_SMOKE_TIMEOUT:-2400}
 keep=${FEDDISTILL_SMOKE_KEEP:-0}
 suite=bookworm
 base_image=feddistill-base:$suite
@@ -146,9 +153,10 @@ trap 'exit 143' TERM
 
 # --- 1. a private dockerd --------------------------------------------------------------------------------------------
 echo '{}' >"$tmp/daemon.json"
-# docker/compose.metrics.yaml publishes a port, which host networking forbids: set only the variable here.
-printf 'services:\n  coordinator:\n    environment:\n      FEDDISTILL_COORDINATOR_METRICS_PORT: "%s"\n' "$metrics_port" \
-    >"$tmp/compose.metrics.yaml"
+# docker/compose.metrics.yaml publishes a port, which host networking forbids: set only the variable here. Rounds
+# open 20 s apart, so that there is a time between rounds to crash the coordinator in.
+printf 'services:\n  coordinator:\n    environment:\n      FEDDISTILL_COORDINATOR_METRICS_PORT: "%s"\n      FEDDISTILL_COORDINATOR_ROUND_INTERVAL: "20"\n' \
+    "$metrics_port" >"$tmp/compose.metrics.yaml"
 dockerd --config-file "$tmp/daemon.json" --data-root "$tmp/data" --exec-root "$tmp/exec" --pidfile "$tmp/dockerd.pid" \
     -H "unix://$tmp/docker.sock" --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
     >"$tmp/dockerd.log" 2>&1 &
@@ -200,20 +208,45 @@ container() { "${compose[@]}" ps -q "$1"; }
 state() { docker inspect -f '{{.State.ExitCode}} {{.RestartCount}}' "$(container "$1")" 2>/dev/null || echo "unknown ?"; }
 volume=
 
-# run_round N: `up` with FEDDISTILL_ROUND_ID=N on the same volumes, then the checks of step 5.
-run_round() {
-    local round=$1 up_start=$SECONDS code restarts line result submitted summary node
-    export FEDDISTILL_ROUND_ID=$round
+rounds=${FEDDISTILL_SMOKE_ROUNDS:-3}
+runs=${FEDDISTILL_SMOKE_RUNS:-1}
+[[ $rounds =~ ^[1-9][0-9]*$ && $runs =~ ^[1-9][0-9]*$ ]] || die "FEDDISTILL_SMOKE_ROUNDS and FEDDISTILL_SMOKE_RUNS must be positive integers"
+export FEDDISTILL_ROUNDS=$rounds
+
+# run_schedule RUN: `up` with the schedule's first round id after the previous run's rounds, then the checks of step 5.
+run_schedule() {
+    local run=$1 up_start=$SECONDS code restarts line result submitted summary node round first last crashes=0 pid
+    first=$(((run - 1) * rounds + 1))
+    last=$((first + rounds - 1))
+    export FEDDISTILL_ROUND_ID=$first
     rm -f "$tmp/metrics.txt"
-    say "round $round: docker-compose up: certs, coordinator on 127.0.0.1:$port (metrics :$metrics_port), node-1..3" \
-        "(timeout ${timeout_seconds} s)"
+    say "run $run: docker-compose up: certs, coordinator on 127.0.0.1:$port (metrics :$metrics_port), node-1..3;" \
+        "rounds $first..$last (timeout ${timeout_seconds} s)"
     timeout "$timeout_seconds" "${compose[@]}" up --no-build --no-color >"$tmp/compose.log" 2>&1 &
     local up_pid=$!
-    # Scrape while the round runs; the last scrape before the coordinator exits shows the whole round.
+    # Scrape while the rounds run; the last scrape before the coordinator exits shows the whole schedule. With three
+    # rounds or more, crash the coordinator (SIGKILL to its process, seen from the host: the restart policy applies)
+    # once its first round's result is in the volume (between rounds) and once the metrics show the third round open.
     while kill -0 "$up_pid" 2>/dev/null; do
         curl -fsS -m 2 "http://127.0.0.1:$metrics_port/metrics" >"$tmp/metrics.partial" 2>/dev/null \
             && mv "$tmp/metrics.partial" "$tmp/metrics.txt"
-        sleep 3
+        if ((rounds >= 3 && crashes < 2)); then
+            [[ -n $volume ]] || volume=$(docker volume inspect -f '{{.Mountpoint}}' "${project}_results" 2>/dev/null || true)
+            local crash=
+            if ((crashes == 0)) && [[ -n $volume && -s $volume/result-round-$first.json ]]; then
+                crash="between rounds $first and $((first + 1))"
+            elif ((crashes == 1)) && grep -qx "feddistill_round_id $((first + 2))\(\.0\)\?" "$tmp/metrics.txt" 2>/dev/null \
+                && [[ ! -e $volume/result-round-$((first + 2)).json ]]; then
+                crash="during round $((first + 2))"
+            fi
+            pid=$(docker inspect -f '{{.State.Pid}}' "$(container coordinator)" 2>/dev/null || echo 0)
+            if [[ -n $crash ]] && ((pid > 0)); then
+                kill -KILL "$pid"
+                crashes=$((crashes + 1))
+                say "run $run: crashed the coordinator (SIGKILL) $crash"
+            fi
+        fi
+        sleep 1
     done
     wait "$up_pid" || die "docker-compose up failed or timed out (status $?)"
     local up_seconds=$((SECONDS - up_start))
@@ -221,26 +254,34 @@ run_round() {
     # --- 5. checks -----------------------------------------------------------------------------------------------------
     read -r code restarts <<<"$(state certs)"
     [[ $code == 0 ]] || die "the certs service exited with $code"
-    if ((round > 1)); then
+    if ((run > 1)); then
         "${compose[@]}" logs --no-color certs 2>&1 | grep -q 'provision: CA present' \
             || die "the certs service did not find the credentials of the first run"
     fi
     read -r code restarts <<<"$(state coordinator)"
     [[ $code == 0 ]] || die "the coordinator exited with $code (restarts: $restarts)"
+    # The coordinator came back after each crash (and at no other time) and every round of the schedule ran once.
+    ((restarts == crashes)) || die "the coordinator was crashed $crashes time(s) but restarted $restarts time(s)"
+    ((rounds < 3 || crashes == 2)) || die "the coordinator was crashed $crashes time(s), not twice (the rounds ended first?)"
     "${compose[@]}" logs --no-color coordinator >"$tmp/coordinator.log" 2>&1
-    line=$(grep -oE "round $round: global accuracy .*" "$tmp/coordinator.log" | tail -n 1) \
-        || die "no 'round $round: global accuracy' line in the coordinator's log"
     volume=$(docker volume inspect -f '{{.Mountpoint}}' "${project}_results")
-    result=$volume/result-round-$round.json
-    [[ -s $result ]] || die "result-round-$round.json is not in the results volume"
-    grep -q '"global"' "$result" || die "result-round-$round.json has no global report"
-    submitted=$(grep -c '"submitted" : true' "$result" || true)
+    for ((round = first; round <= last; round++)); do
+        line=$(grep -oE "round $round: global accuracy .*" "$tmp/coordinator.log" | tail -n 1) \
+            || die "no 'round $round: global accuracy' line in the coordinator's log"
+        (($(grep -cE "round $round: global accuracy " "$tmp/coordinator.log") == 1)) || die "round $round ran more than once"
+        result=$volume/result-round-$round.json
+        [[ -s $result ]] || die "result-round-$round.json is not in the results volume"
+        grep -q '"global"' "$result" || die "result-round-$round.json has no global report"
+        submitted=$(grep -c '"submitted" : true' "$result" || true)
+        ((submitted >= 2)) || die "round $round merged $submitted node set(s), fewer than the quorum"
+        say "run $run: round $round: coordinator: $line; $submitted of 3 node sets merged"
+    done
     for node in node-1 node-2 node-3; do
         read -r code restarts <<<"$(state "$node")"
         summary=$("${compose[@]}" logs --no-color "$node" 2>/dev/null | grep -oE "node $node: .*" | tail -n 1 || true)
-        say "round $round: $node: exit $code, restarts $restarts: ${summary:-no summary line}"
-        # With the smoke settings every node's gate passes: a restart or a missing summary is a failure (a node
-        # that cannot write its state under the read-only root filesystem shows up here).
+        say "run $run: $node: exit $code, restarts $restarts: ${summary:-no summary line}"
+        # A long-lived node takes part in every round and exits 0 after the last: a restart or a missing summary is
+        # a failure (a node that cannot write its state under the read-only root filesystem shows up here).
         if [[ $code != 0 || $restarts != 0 || -z $summary ]]; then
             "${compose[@]}" logs --no-color --tail 20 "$node" >&2 || true
             die "$node did not finish cleanly (exit $code, restarts $restarts; its log's tail is above)"
@@ -249,12 +290,11 @@ run_round() {
     if docker network ls --format '{{.Name}}' | grep -q "^${project}_"; then die "compose created a network"; fi
     grep -q '^feddistill_submissions_total{outcome="stored"}' "$tmp/metrics.txt" 2>/dev/null \
         || die "no metrics were scraped from http://127.0.0.1:$metrics_port/metrics"
-    say "round $round: metrics: $(grep -E '^feddistill_(submissions_total\{outcome="stored"\}|round_state|global_accuracy)' \
+    say "run $run: metrics: $(grep -E '^feddistill_(submissions_total\{outcome="stored"\}|round_state|global_accuracy)' \
         "$tmp/metrics.txt" | tr '\n' ' ')"
-    say "round $round: coordinator: $line; $submitted of 3 node sets merged; result-round-$round.json in volume" \
-        "${project}_results (compose up ${up_seconds} s)"
+    say "run $run: rounds $first..$last with the same node processes, the coordinator crashed and resumed $crashes" \
+        "time(s); results in volume ${project}_results (compose up ${up_seconds} s)"
 }
 
-rounds=${FEDDISTILL_SMOKE_ROUNDS:-1}
-for ((round = 1; round <= rounds; round++)); do run_round "$round"; done
-say "passed: $rounds round(s), total $((SECONDS - start_time)) s"
+for ((run = 1; run <= runs; run++)); do run_schedule "$run"; done
+say "passed: $runs run(s) of $rounds scheduled round(s), total $((SECONDS - start_time)) s"
