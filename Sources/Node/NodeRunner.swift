@@ -180,7 +180,7 @@ public struct NodeRunner: Sendable {
         let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
         let recipe = try recipe(for: round)
         let startImages = round.startFromRound > 0
-            ? await refinementStart(round: round, recipe: recipe, descriptor: data.descriptor, federation: federation, progress: progress)
+            ? await refinementStart(round: round, recipe: recipe, data: data, federation: federation, progress: progress)
             : nil
         let start = Date()
         var set = try await distill(data, recipe: recipe, start: startImages, progress: progress)
@@ -287,11 +287,11 @@ public struct NodeRunner: Sendable {
         return recipe
     }
 
-    /// Multi-round refinement: the stored images of the global set the round names, to start from instead of the
-    /// recipe's initialisation. Downloaded over the node's mutual-TLS session and checked against the SHA-256 in the
+    /// Multi-round refinement: the stored images of the global set the round names, of the classes this node holds,
+    /// to start from instead of the recipe's initialisation. Downloaded over the node's mutual-TLS session and checked against the SHA-256 in the
     /// round configuration; a set that does not fit this node's recipe (dataset, shape, classes, images per class,
     /// formation factor) or cannot be fetched is logged and the node starts from the recipe's initialisation.
-    private func refinementStart(round: Feddistill_V1_RoundConfiguration, recipe: DistillationRecipe, descriptor: DatasetDescriptor,
+    private func refinementStart(round: Feddistill_V1_RoundConfiguration, recipe: DistillationRecipe, data: PrivateData,
                                  federation: Feddistill_V1_Federation.Client<some ClientTransport>,
                                  progress: Progress?) async -> LabeledImages? {
         let source = round.startFromRound
@@ -317,14 +317,17 @@ public struct NodeRunner: Sendable {
             }
             let set = try SyntheticSet.decode(Array(bytes), path: "global set of round \(source)")
             let meta = set.metadata
+            let descriptor = data.descriptor
             guard meta.dataset == descriptor.name, meta.imageShape == descriptor.imageShape, meta.classCount == descriptor.classCount else {
                 throw NodeError.invalid("the global set of round \(source) is for \(meta.dataset) \(meta.imageShape), this node holds \(descriptor.name)")
             }
             guard meta.formationFactor == recipe.formationFactor else {
                 throw NodeError.invalid("the global set has formation factor \(meta.formationFactor), the recipe \(recipe.formationFactor)")
             }
+            // Only the classes this node holds: it distills and sends nothing else (as in a round without refinement).
+            let held = data.members.classCounts()
             var indices: [Int] = []
-            for members in set.data.indicesByClass() {
+            for (label, members) in set.data.indicesByClass().enumerated() where label < held.count && held[label] > 0 {
                 guard members.count >= recipe.imagesPerClass else {
                     throw NodeError.invalid("the global set has \(members.count) images of a class, the recipe asks for \(recipe.imagesPerClass)")
                 }
