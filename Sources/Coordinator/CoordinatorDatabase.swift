@@ -63,6 +63,14 @@ public final class CoordinatorDatabase: Sendable {
 
         /// Whether the round has a result or a failure.
         public var concluded: Bool { state == .finished || state == .failed }
+
+        /// The SHA-256 of the round's global set as its result recorded it (nil: no result, or none recorded).
+        public var globalSetSHA256: String? {
+            guard let resultJSON, let result = try? JSONSerialization.jsonObject(with: Data(resultJSON.utf8)) as? [String: Any] else {
+                return nil
+            }
+            return result["global_set_sha256"] as? String
+        }
     }
 
     /// A node's part in one round, as stored (the node table and the round history read it).

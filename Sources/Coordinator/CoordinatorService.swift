@@ -1,4 +1,3 @@
-import Crypto
 import Dispatch
 import Distill
 import FederationProtocol
@@ -148,9 +147,7 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
         do { stored = try scheduler.shared.database.round(id: request.roundID) } catch {
             throw RPCError(code: .unavailable, message: "the coordinator cannot read its state right now")
         }
-        guard let stored, stored.state == .finished, let json = stored.resultJSON,
-              let result = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let recorded = result["global_set_sha256"] as? String else {
+        guard let stored, stored.state == .finished, let recorded = stored.globalSetSHA256 else {
             throw RPCError(code: .notFound, message: "round \(request.roundID) has no global set (it is unknown, running or failed)")
         }
         let path = RoundCoordinator.globalSetPath(round: stored.id, stateDirectory: configuration.stateDirectory)
@@ -159,7 +156,7 @@ public struct CoordinatorService: Feddistill_V1_Federation.SimpleServiceProtocol
             logger.error("cannot read a global set", metadata: ["round.id": "\(stored.id)", "error": "\(error)"])
             throw RPCError(code: .notFound, message: "the global set of round \(stored.id) is no longer stored")
         }
-        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let digest = sha256Hex(bytes)
         guard digest == recorded else {
             logger.error("a stored global set does not match its recorded digest", metadata: ["round.id": "\(stored.id)"])
             throw RPCError(code: .dataLoss, message: "the stored global set of round \(stored.id) does not match its recorded SHA-256")

@@ -240,9 +240,7 @@ public actor RoundCoordinator {
     static func latestGlobalSet(before round: UInt64, database: CoordinatorDatabase,
                                 stateDirectory: String) throws -> (round: UInt64, sha256: String)? {
         for stored in try database.rounds(limit: 100) where stored.id < round && stored.state == .finished {
-            guard let json = stored.resultJSON,
-                  let result = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-                  let digest = result["global_set_sha256"] as? String, digest.count == 64,
+            guard let digest = stored.globalSetSHA256, digest.count == 64,
                   FileManager.default.fileExists(atPath: globalSetPath(round: stored.id, stateDirectory: stateDirectory))
             else { continue }
             return (stored.id, digest)

@@ -1,5 +1,5 @@
-import Crypto
 import Distill
+import FederationProtocol
 import Foundation
 import Logging
 
@@ -123,9 +123,9 @@ struct RoundFinalizer: Sendable {
             throw RoundFailure(reason: "no usable submissions to merge")
         }
         lap("merge")
-        let globalPath = configuration.stateDirectory + "/global-round-\(configuration.roundID).safetensors"
+        let globalPath = RoundCoordinator.globalSetPath(round: configuration.roundID, stateDirectory: configuration.stateDirectory)
         try global.write(to: globalPath)
-        let digest = SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: globalPath))).map { String(format: "%02x", $0) }.joined()
+        let digest = sha256Hex(try Data(contentsOf: URL(fileURLWithPath: globalPath)))
         try Data(PNG.grid(global.data, normalization: descriptor.normalization, zoom: descriptor.imageShape[1] < 16 ? 4 : 2))
             .write(to: URL(fileURLWithPath: configuration.stateDirectory + "/global-round-\(configuration.roundID).png"))
         let evaluation = SetEvaluation(network: network, models: configuration.evaluationModels, epochs: configuration.evaluationEpochs,

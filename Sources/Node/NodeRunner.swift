@@ -1,4 +1,3 @@
-import Crypto
 import Distill
 import FederationProtocol
 import Foundation
@@ -311,7 +310,7 @@ public struct NodeRunner: Sendable {
                     return bytes
                 }
             }
-            let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            let digest = sha256Hex(bytes)
             guard digest == round.startSetSha256 else {
                 throw NodeError.invalid("the global set of round \(source) does not match the SHA-256 in the round configuration")
             }

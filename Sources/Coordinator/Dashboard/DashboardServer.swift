@@ -58,7 +58,7 @@ public struct DashboardServer: Service {
                 return .text(.badRequest, "give the round: /api/global.png?round=N\n")
             }
             let configuration = scheduler.configuration
-            let path = configuration.stateDirectory + "/global-round-\(round).safetensors"
+            let path = RoundCoordinator.globalSetPath(round: round, stateDirectory: configuration.stateDirectory)
             guard FileManager.default.fileExists(atPath: path) else { return .text(.notFound, "round \(round) has no global set\n") }
             do {
                 let png = try images.png(round: round) {

@@ -48,7 +48,7 @@ public struct RevocationList: Sendable, Equatable {
     public static func fingerprint(of certificate: Certificate) throws -> String {
         var serializer = DER.Serializer()
         try serializer.serialize(certificate)
-        return SHA256.hash(data: serializer.serializedBytes).map { String(format: "%02x", $0) }.joined()
+        return sha256Hex(serializer.serializedBytes)
     }
 
     /// Revokes the certificate `NAME.pem` in `directory` by appending its fingerprint to the list there.
