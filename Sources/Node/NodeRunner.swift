@@ -34,7 +34,7 @@ public struct NodeConfiguration: Sendable, Codable {
     /// when an attack beats chance or TPR at 1% FPR exceeds `maxTPRAt1PercentFPR`. `false` disables it.
     public var privacyGate = true
     public var maxTPRAt1PercentFPR = 0.1
-    /// Distill with differential privacy (DP-DM) at this ε; nil: plain DM.
+    /// Distill with differential privacy (DP-DM) at this ε; nil: no differential privacy.
     public var dpEpsilon: Double?
     public var dpDelta = 1e-5
     /// Rounds to take part in (0: every round until stopped). Between rounds the node asks the coordinator every
@@ -256,7 +256,8 @@ public struct NodeRunner: Sendable {
     /// The recipe this node distills with: the round's (the reference DM recipe, with its statistics bank, at the node's
     /// width when the coordinator sends none), with the node's overrides: images per class and iterations when set,
     /// always its own seed, and its DP budget when it has one (a node may add differential privacy, never drop the
-    /// round's; DP-DM is plain DM, so a DP node drops the round's statistics bank).
+    /// round's; under DP a statistics bank holds random networks only, so a DP node drops the round's trained networks
+    /// and class loss).
     public func recipe(for round: Feddistill_V1_RoundConfiguration) throws -> DistillationRecipe {
         let config = configuration
         var recipe: DistillationRecipe
@@ -276,10 +277,11 @@ public struct NodeRunner: Sendable {
         recipe.seed = round.roundID <= 1 ? config.seed : config.seed &+ (round.roundID - 1)
         if let dpEpsilon = config.dpEpsilon {
             recipe.privacy = PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta)
-            // DP-DM is plain DM: the bank goes (its means and trained networks are not privatised); the formation
-            // factor stays (it shapes the synthetic side only, and the coordinator expects the round's factor).
+            // DP-DM keeps the bank's size but only random networks in it (trained networks are not privatised); its
+            // means are released once per entry. The formation factor stays (it shapes the synthetic side only, and the
+            // coordinator expects the round's factor).
             if case let .distributionMatching(settings) = recipe.settings {
-                recipe.settings = .plainDistributionMatching(formationFactor: settings.formationFactor)
+                recipe.settings = .distributionMatching(settings.privatised)
             }
         }
         do { try recipe.validate() } catch { throw NodeError.invalid("with this node's settings the round's recipe is invalid: \(error)") }

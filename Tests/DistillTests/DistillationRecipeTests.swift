@@ -72,8 +72,8 @@ struct DistillationRecipeTests {
         ("settings.distribution_matching.class_loss_weight", { @Sendable (r: inout DistillationRecipe) in
             r.settings = .distributionMatching(.init(bankSize: 4, classLossWeight: -1))
         }),
-        ("settings.distribution_matching.bank_size", { @Sendable (r: inout DistillationRecipe) in
-            r.settings = .distributionMatching(.init(bankSize: 4))
+        ("settings.distribution_matching.trained_networks", { @Sendable (r: inout DistillationRecipe) in
+            r.settings = .distributionMatching(.init(bankSize: 4, trainedNetworks: 1, trainingSteps: 5))
             r.privacy = PrivacyBudget(epsilon: 8)
         }),
         ("privacy", { @Sendable (r: inout DistillationRecipe) in r.privacy = PrivacyBudget(epsilon: -1) }),

@@ -70,6 +70,57 @@ struct StatisticsBankTests {
         }
     }
 
+    /// A private bank (DP-DM's mechanism on every entry) is the exact bank up to its mechanism: with whole classes as
+    /// batches (rate 1), no noise and a clip no record reaches, its means are the class means under each entry's draw;
+    /// with a clip of almost nothing the records cannot move the means at all (other data, same means); and the noise
+    /// on each mean is the mechanism's standard deviation divided by the class size.
+    @Test func aPrivateBankIsTheExactBankUpToItsMechanism() throws {
+        let (real, _, _) = Self.data(seed: 55)
+        let (other, _, _) = Self.data(seed: 56)
+        let dsa = DSA(operations: [.scale, .rotate, .crop])
+        let options = StatisticsBank.Options(size: 10, trainedNetworks: 0, trainingSteps: 0, batchReal: 256, classLossWeight: 0)
+        func build(_ data: LabeledImages, clip: Float, noise: Float) -> StatisticsBank {
+            StatisticsBank.build(data, options: options, network: Self.configuration, augmentation: dsa,
+                                 privacy: .init(clipNorm: clip, noiseStandardDeviation: noise), seed: 6)
+        }
+        let exact = build(real, clip: 1e6, noise: 0)
+        #expect(exact.privacy == .init(clipNorm: 1e6, noiseStandardDeviation: 0))
+        for entry in exact.entries {
+            for (c, members) in real.indicesByClass().enumerated() {
+                let shared = try #require(entry.draws[c])
+                let augmented = dsa.apply(DSA.Draw(operation: shared.operation,
+                                                   values: [[Float]](repeating: shared.values[0], count: members.count)),
+                                          to: real.images.gather(members))
+                let embedding = entry.network.embed(augmented, training: true)
+                let features = entry.network.featureCount
+                for f in 0..<features {
+                    var mean = 0.0
+                    for row in members.indices { mean += Double(embedding.storage[row * features + f]) }
+                    mean /= Double(members.count)
+                    #expect(abs(mean - Double(entry.realMeans[c][f])) <= 1e-5 * max(1, abs(mean)), "class \(c) feature \(f)")
+                }
+            }
+        }
+        let clipped = build(real, clip: 1e-9, noise: 0), clippedOther = build(other, clip: 1e-9, noise: 0)
+        let noisy = build(real, clip: 1e-9, noise: 2)
+        var squares = 0.0, count = 0
+        for (e, entry) in clipped.entries.enumerated() {
+            for c in 0..<3 {
+                for f in entry.realMeans[c].indices {
+                    #expect(abs(entry.realMeans[c][f] - clippedOther.entries[e].realMeans[c][f]) <= 1e-6, "records moved a clipped mean")
+                    let scaled = Double(noisy.entries[e].realMeans[c][f] - entry.realMeans[c][f]) * 4  // 4 records per class
+                    squares += scaled * scaled
+                    count += 1
+                }
+            }
+        }
+        let sd = (squares / Double(count)).squareRoot()
+        #expect(abs(sd - 2) < 0.2, "noise sd on a class sum \(sd), expected 2 (\(count) coordinates)")
+        #expect(!exact.matches(options: options, network: Self.configuration, augmented: true))
+        #expect(noisy.matches(options: options, network: Self.configuration, augmented: true,
+                              privacy: .init(clipNorm: 1e-9, noiseStandardDeviation: 2)))
+    }
+
     /// The gradient of the whole loss (means under the draw plus the class loss of a trained entry) against finite
     /// differences.
     @Test(arguments: [false, true])

@@ -48,15 +48,24 @@ struct CommandLineTests {
         #expect(TrainCommand.parseSubset("random:10") == 10)
     }
 
-    /// `distill --dp-epsilon` writes a set whose metadata carries its guarantee; snapshots carry the (smaller) ε of
-    /// their own iteration count.
+    /// `distill --dp-epsilon --bank 0` (plain DP-DM) writes a set whose metadata carries its guarantee; snapshots carry
+    /// the (smaller) ε of their own iteration count. With a bank every release happens before the first iteration: one
+    /// per entry, the same guarantee for every snapshot.
     @Test func distillWithDifferentialPrivacyRecordsItsGuarantee() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-dp-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
+        let banked = try #require(try FedDistillCommand.parseAsRoot([
+            "distill", "--dataset", "digits", "--ipc", "1", "--iterations", "4", "--width", "8", "--dp-epsilon", "3",
+            "--bank", "3", "--snapshot-every", "2", "--out", directory + "/bank.safetensors",
+        ]) as? DistillCommand)
+        try banked.run()
+        let bankGuarantee = try #require(try SyntheticSet.read(directory + "/bank.safetensors").metadata.privacy)
+        #expect(bankGuarantee.steps == 3 && bankGuarantee.epsilon <= 3 && bankGuarantee.epsilon > 2.9)
+        #expect(try SyntheticSet.read(directory + "/bank-it2.safetensors").metadata.privacy == bankGuarantee)
         let command = try #require(try FedDistillCommand.parseAsRoot([
             "distill", "--dataset", "digits", "--ipc", "1", "--iterations", "4", "--width", "8", "--dp-epsilon", "3",
-            "--snapshot-every", "2", "--out", directory + "/set.safetensors",
+            "--bank", "0", "--snapshot-every", "2", "--out", directory + "/set.safetensors",
         ]) as? DistillCommand)
         try command.run()
         let set = try SyntheticSet.read(directory + "/set.safetensors")

@@ -40,8 +40,8 @@ struct RecipeCommandTests {
     }
 
     /// `distill` with no flags but the output is the nodes' default: DM from noise with the recommended statistics bank
-    /// and 3000 iterations. `--bank 0` is plain DM with its 1000 iterations; DP-DM runs without a bank unless one is
-    /// asked for, which is refused.
+    /// and 3000 iterations. `--bank 0` is plain DM with its 1000 iterations; DP-DM keeps the bank with random networks
+    /// only (trained networks are refused), and `--bank 0` makes it plain DP-DM.
     @Test func distillDefaultsToTheRecommendedBank() throws {
         func recipe(_ arguments: [String]) throws -> DistillationRecipe {
             try #require(try FedDistillCommand.parseAsRoot(["distill", "--out", "x.safetensors"] + arguments) as? DistillCommand).recipe
@@ -54,7 +54,11 @@ struct RecipeCommandTests {
         let plain = try recipe(["--bank", "0"])
         #expect(plain.settings == .standard && plain.iterations == 1000 && plain == DistillationRecipe())
         let dp = try recipe(["--dp-epsilon", "4"])
-        #expect(dp.settings == .standard && dp.privacy?.epsilon == 4 && dp.iterations == 1000)
+        #expect(dp.settings == .distributionMatching(.recommendedPrivate) && dp.privacy?.epsilon == 4 && dp.iterations == 3000)
+        #expect(DistillationRecipe.DistributionMatchingSettings.recommendedPrivate == .recommended.privatised)
+        #expect(try recipe(["--dp-epsilon", "4", "--bank", "10"]).settings == .distributionMatching(.init(bankSize: 10)))
+        let plainDP = try recipe(["--dp-epsilon", "4", "--bank", "0"])
+        #expect(plainDP.settings == .standard && plainDP.privacy?.epsilon == 4 && plainDP.iterations == 1000)
         #expect(try recipe(["--method", "dsa"]).settings == .standard)
         expected.settings = .distributionMatching(.init(bankSize: 100, trainedNetworks: 4, trainingSteps: 200, classLossWeight: 1,
                                                         formationFactor: 2))
@@ -63,7 +67,7 @@ struct RecipeCommandTests {
         let plainFormed = try recipe(["--bank", "0", "--formation", "2"])
         #expect(plainFormed.settings == .distributionMatching(.init(formationFactor: 2)) && plainFormed.iterations == 1000)
         // Bank settings without a bank, and dm settings on other methods, are refused rather than ignored.
-        for arguments in [["--dp-epsilon", "4", "--bank", "10"], ["--bank", "-1"], ["--bank", "4", "--trained-networks", "5"],
+        for arguments in [["--dp-epsilon", "4", "--class-loss", "1"], ["--bank", "-1"], ["--bank", "4", "--trained-networks", "5"],
                           ["--class-loss", "-1"], ["--bank", "0", "--class-loss", "1"], ["--bank", "0", "--training-steps", "10"],
                           ["--dp-epsilon", "4", "--trained-networks", "2"], ["--method", "dsa", "--bank", "10"],
                           ["--method", "random", "--formation", "2"], ["--formation", "5"], ["--formation", "0"]] {

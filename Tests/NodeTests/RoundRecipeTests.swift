@@ -94,20 +94,21 @@ struct RoundRecipeTests {
         node.imagesPerClass = nil
         let fallback = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: legacy)
         #expect(fallback.method == .dm && fallback.imagesPerClass == 3 && fallback.iterations == 4 && fallback.network.width == 64)
-        // With the node's DP budget the reference recipe's statistics bank is dropped: DP-DM is plain DM.
-        #expect(fallback.settings == .standard && fallback.privacy != nil)
+        // With the node's DP budget the reference recipe's statistics bank keeps random networks only.
+        #expect(fallback.settings == .distributionMatching(.recommendedPrivate) && fallback.privacy != nil)
         node.dpEpsilon = nil
         let bankRecipe = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: legacy)
         #expect(bankRecipe.settings == .distributionMatching(.recommended) && bankRecipe.initialization == .noise)
         round.recipeJson = DistillationRecipe.reference(.dm).json()
         node.dpEpsilon = 2
-        #expect(try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round).settings == .standard)
+        #expect(try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round).settings
+                == .distributionMatching(.recommendedPrivate))
         // The round's formation factor survives the node's DP budget (the coordinator refuses a set without it).
         var formed = DistillationRecipe.reference(.dm)
         formed.settings = .distributionMatching(.init(bankSize: 100, trainedNetworks: 4, trainingSteps: 200, classLossWeight: 1, formationFactor: 2))
         round.recipeJson = formed.json()
         let dpFormed = try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round)
-        #expect(dpFormed.settings == .distributionMatching(.init(formationFactor: 2)) && dpFormed.privacy != nil)
+        #expect(dpFormed.settings == .distributionMatching(.init(bankSize: 100, formationFactor: 2)) && dpFormed.privacy != nil)
         // A recipe the node's DP budget cannot apply to is a clear error, not a trap.
         round.recipeJson = DistillationRecipe.reference(.dc).json()
         #expect(throws: NodeError.self) { try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round) }

@@ -175,6 +175,18 @@ public struct DistillationRecipe: Codable, Sendable, Equatable {
             bankSize: Recommended.bankSize, trainedNetworks: Recommended.trainedNetworks, trainingSteps: Recommended.trainingSteps,
             classLossWeight: Recommended.classLossWeight)
 
+        /// The default under differential privacy: ``Recommended``'s bank of 100 entries, all random networks (trained
+        /// networks are not privatised, so no class loss either); its means are the run's only releases.
+        public static let recommendedPrivate = DistributionMatchingSettings(bankSize: Recommended.bankSize)
+
+        /// These settings made fit for differential privacy: the bank keeps its size but holds random networks only
+        /// (no trained networks, no class loss); the formation factor stays.
+        public var privatised: DistributionMatchingSettings {
+            var settings = self
+            (settings.trainedNetworks, settings.trainingSteps, settings.classLossWeight) = (0, 0, 0)
+            return settings
+        }
+
         /// The bank's options for real batches of `batchReal` per class (nil when the bank is off).
         public func bank(batchReal: Int) -> StatisticsBank.Options? {
             bankSize == 0 ? nil : StatisticsBank.Options(size: bankSize, trainedNetworks: trainedNetworks, trainingSteps: trainingSteps,
@@ -394,8 +406,8 @@ extension DistillationRecipe {
             try check(dm.classLossWeight.isFinite && dm.classLossWeight >= 0 && dm.classLossWeight <= 1000,
                       "settings.distribution_matching.class_loss_weight", "must lie in [0, 1000], got \(dm.classLossWeight)")
             try within(dm.formationFactor, MultiFormation.factors, "settings.distribution_matching.formation_factor")
-            try check(privacy == nil || dm.bankSize == 0, "settings.distribution_matching.bank_size",
-                      "differential privacy runs plain DM: a bank's means and trained networks are not privatised (use bank_size 0)")
+            try check(privacy == nil || dm.bankSize == 0 || dm.trainedNetworks == 0, "settings.distribution_matching.trained_networks",
+                      "under differential privacy a bank holds random networks only: trained networks are not privatised (use trained_networks 0)")
         case let .gradientMatching(gm):
             try check(method == .dc || method == .dsa, "settings", "gradient_matching settings apply to dc and dsa only")
             if let outer = gm.outerLoop { try within(outer, Limits.loops, "settings.gradient_matching.outer_loop") }
@@ -430,6 +442,13 @@ extension DistillationRecipe {
         case .dc: DistillationRecipe(method: .dc, augmentation: .none)
         case .random, .herding: DistillationRecipe(method: method, initialization: .real, augmentation: .none)
         }
+    }
+
+    /// Whether a DP run of this recipe releases private statistics once per iteration (plain DP-DM: a snapshot after k
+    /// iterations has spent k releases) rather than all up front (DP-DM with a bank: one release per entry).
+    public var releasesPerIteration: Bool {
+        if case let .distributionMatching(settings) = settings { return settings.bankSize == 0 }
+        return true
     }
 
     /// How many training images each stored image decodes to, per axis (``MultiFormation``; 1: none).

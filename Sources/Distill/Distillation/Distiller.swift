@@ -61,7 +61,8 @@ public struct DistillationOutcome: Sendable {
     public var iterations: Int
     /// The last iteration's loss (0 when none).
     public var loss: Double
-    /// The DP guarantee of the whole run as calibrated (nil: none); the set records it after `iterations` steps.
+    /// The DP guarantee of the whole run as calibrated (nil: none); the set records it after `iterations` steps when
+    /// the recipe releases once per iteration (plain DP-DM), as calibrated otherwise (a bank releases everything first).
     public var privacy: PrivacyCalibration?
 
     public init(images: LabeledImages, iterations: Int, loss: Double, privacy: PrivacyCalibration? = nil) {
@@ -219,7 +220,7 @@ public enum Distiller {
             dataset: descriptor.name, imageShape: descriptor.imageShape, classCount: descriptor.classCount,
             normalization: descriptor.normalization, method: recipe.method.rawValue, imagesPerClass: recipe.imagesPerClass,
             iterations: iterations, initialization: recipe.initialization.rawValue, seed: recipe.seed,
-            sourceClassCounts: data.classCounts(), privacy: privacy?.after(steps: iterations))
+            sourceClassCounts: data.classCounts(), privacy: privacy.map { recipe.releasesPerIteration ? $0.after(steps: iterations) : $0 })
         metadata.recipe = recipe
         metadata.formationFactor = recipe.formationFactor
         return SyntheticSet(data: images, metadata: metadata)

@@ -31,7 +31,8 @@ public struct DistributionMatching: Sendable {
         /// `batchReal / class size`.
         public var privacy: PrivacyBudget?
         /// Amortised DM: match against a bank of precomputed real statistics (``StatisticsBank``) instead of a fresh
-        /// network and real batch every iteration. Not with a privacy budget.
+        /// network and real batch every iteration. With a privacy budget the bank's means are the only releases (one
+        /// per entry) and its networks must all be random (`trainedNetworks` 0).
         public var bank: StatisticsBank.Options?
         /// Multi-formation (``MultiFormation``): each stored image decodes to `formationFactor²` training images, and the
         /// matching runs on the decoded ones. 1: none.
@@ -55,7 +56,7 @@ public struct DistributionMatching: Sendable {
 
     /// The private-mean mechanism of one iteration (with Poisson-sampled class batches): the clip norm and the noise on
     /// each class sum.
-    public struct PrivateMeans: Sendable {
+    public struct PrivateMeans: Sendable, Equatable {
         public var clipNorm: Float
         /// Standard deviation of the Gaussian noise on each coordinate of a class sum (σ · clip norm).
         public var noiseStandardDeviation: Float
@@ -121,17 +122,26 @@ public struct DistributionMatching: Sendable {
     }
 
     /// The noise a DP run on `real` uses (nil without a privacy budget): the sampling rate of the smallest class, and
-    /// the smallest noise multiplier whose ε over `iterations` steps fits the budget.
+    /// the smallest noise multiplier whose ε over the run's releases fits the budget. Plain DP-DM releases once per
+    /// iteration; with a bank, once per entry, all before the first iteration (``releases``).
     public func calibration(for real: LabeledImages) -> PrivacyCalibration? {
         guard let budget = options.privacy else { return nil }
         let smallest = real.indicesByClass().map(\.count).filter { $0 > 0 }.min() ?? 1
         let rate = min(1, Double(options.batchReal) / Double(smallest))
-        let steps = max(options.iterations, 1)
+        let steps = releases(afterIterations: options.iterations)
         let sigma = GaussianAccountant.noiseMultiplier(epsilon: budget.epsilon, delta: budget.delta, sampleRate: rate, steps: steps)
         var shapeRNG = RandomSource(seed: 0)
         let featureShape = ConvNet(network, using: &shapeRNG).featureShape
         return PrivacyCalibration(sampleRate: rate, noiseMultiplier: sigma, steps: steps,
-                                  clipNorm: budget.clipNorm(featureShape: featureShape), delta: budget.delta)
+                                  clipNorm: budget.clipNorm(featureShape: featureShape, reference: options.bank == nil ? .syntheticMean : .noiseMean),
+                                  delta: budget.delta)
+    }
+
+    /// How many times a DP run has released private statistics after `iterations` iterations: `iterations` for plain
+    /// DP-DM (at least 1), the bank's size with a bank (built in full before the first iteration).
+    public func releases(afterIterations iterations: Int) -> Int {
+        if let bank = options.bank { return max(bank.size, 1) }
+        return max(iterations, 1)
     }
 
     /// Learns a synthetic set from `real`, starting from `initial` images (see ``initialImages``). With
@@ -155,16 +165,18 @@ public struct DistributionMatching: Sendable {
         var optimizer = SGD(learningRate: options.learningRate, momentum: options.momentum)
         var lastLoss = 0.0
         var completed = 0
-        precondition(options.privacy == nil || options.bank == nil, "DP-DM does not use a statistics bank")
+        precondition(options.privacy == nil || (options.bank?.trainedNetworks ?? 0) == 0, "a DP-DM bank has random networks only")
         // A bank built earlier from the same records (`prebuilt`, unweighted runs only) replaces building one when it
         // matches these settings; a new bank goes to `built`.
         let bank = options.bank.map { bankOptions in
-            if sampleWeights == nil, let prebuilt, prebuilt.matches(options: bankOptions, network: network, augmented: augmentation != nil) {
+            if sampleWeights == nil, let prebuilt,
+               prebuilt.matches(options: bankOptions, network: network, augmented: augmentation != nil, privacy: privateMeans) {
                 preparation?(bankOptions.size, bankOptions.size)
                 return prebuilt
             }
             let fresh = StatisticsBank.build(real, options: bankOptions, network: network, augmentation: augmentation,
-                                             sampleWeights: sampleWeights, seed: options.seed, progress: preparation)
+                                             sampleWeights: sampleWeights, privacy: privateMeans, seed: options.seed,
+                                             progress: preparation)
             built?(fresh)
             return fresh
         }

@@ -11,7 +11,11 @@ import Foundation
 /// classifier on the synthetic images) adds IDM's class-aware term.
 ///
 /// Everything in the bank is computed from the private records (means, and the weights of trained networks); the set
-/// it produces is audited like any DM set, and differential privacy (DP-DM) does not use a bank.
+/// it produces is audited like any DM set. Under differential privacy (``build(_:options:network:augmentation:sampleWeights:privacy:seed:progress:)``
+/// with `privacy`) every entry's class means are released by the Gaussian mechanism of DP-DM (Poisson-sampled batches,
+/// clipped deviations from a public reference, noise on the sums) and only random networks are allowed: the bank is
+/// then the run's only contact with the private records, `size` releases in all however many iterations follow, and a
+/// bank reused in later rounds costs nothing more (post-processing).
 public struct StatisticsBank: Sendable {
     /// How the bank is built.
     public struct Options: Sendable, Codable, Equatable {
@@ -52,13 +56,17 @@ public struct StatisticsBank: Sendable {
     public var entries: [Entry]
     /// Seconds spent training networks and embedding real batches.
     public var buildSeconds: Double
+    /// The mechanism every entry's means were released by (nil: exact means, no differential privacy).
+    public var privacy: DistributionMatching.PrivateMeans? = nil
 
     /// Whether this bank is what ``build(_:options:network:augmentation:sampleWeights:seed:progress:)`` would make with
     /// these settings for the same data and equal weights (up to its seed): the same options, every entry of this
     /// architecture, and augmentation draws exactly when `augmented`. A long-lived node reuses its bank across rounds
     /// on this condition.
-    public func matches(options: Options, network: ConvNet.Configuration, augmented: Bool) -> Bool {
-        self.options == options && !entries.isEmpty && entries.allSatisfy { entry in
+    /// `privacy` must be the mechanism the bank was released by (nil for an exact bank).
+    public func matches(options: Options, network: ConvNet.Configuration, augmented: Bool,
+                        privacy: DistributionMatching.PrivateMeans? = nil) -> Bool {
+        self.options == options && self.privacy == privacy && !entries.isEmpty && entries.allSatisfy { entry in
             entry.network.configuration == network && entry.draws.contains { $0 != nil } == augmented
         }
     }
@@ -67,10 +75,17 @@ public struct StatisticsBank: Sendable {
     /// - Parameters:
     ///   - network: the architecture of every entry.
     ///   - augmentation: DSA for the per-class draws (nil: none).
+    ///   - privacy: release each entry's class means by this Gaussian mechanism (DP-DM's, see
+    ///     ``DistributionMatching/privateMean(_:rows:features:reference:expectedCount:mechanism:rng:)``): each class's
+    ///     batch a Poisson sample at rate `batchReal / class size`, deviations taken from the mean embedding of public
+    ///     noise images under the same network and draw, clipped, and noised. Needs `trainedNetworks` 0 and no
+    ///     `sampleWeights`.
     ///   - progress: called after each entry with (entries done, size).
     public static func build(_ real: LabeledImages, options: Options, network: ConvNet.Configuration, augmentation: DSA?,
-                             sampleWeights: [Float]? = nil, seed: UInt64,
+                             sampleWeights: [Float]? = nil, privacy: DistributionMatching.PrivateMeans? = nil, seed: UInt64,
                              progress: ((_ done: Int, _ total: Int) -> Void)? = nil) -> StatisticsBank {
+        precondition(privacy == nil || (options.trainedNetworks == 0 && sampleWeights == nil),
+                     "a private bank has random networks only and no per-record weights")
         let start = Date()
         let rng = RandomSource(seed: seed).derived(0xBA4C)
         let byClass = real.indicesByClass()
@@ -84,7 +99,7 @@ public struct StatisticsBank: Sendable {
         func addEntry(_ net: ConvNet, trained: Bool) {
             var entryRNG = rng.derived(UInt64(entries.count) &+ 1)
             entries.append(entry(net, trained: trained, real: real, byClass: byClass, batchReal: options.batchReal,
-                                 augmentation: augmentation, sampleWeights: sampleWeights, rng: &entryRNG))
+                                 augmentation: augmentation, sampleWeights: sampleWeights, privacy: privacy, rng: &entryRNG))
             progress?(entries.count, options.size)
         }
 
@@ -117,13 +132,19 @@ public struct StatisticsBank: Sendable {
             addEntry(ConvNet(network, using: &netRNG), trained: false)
         }
         precondition(entries.filter(\.trained).count == trainedEntries)
-        return StatisticsBank(options: options, entries: entries, buildSeconds: Date().timeIntervalSince(start))
+        return StatisticsBank(options: options, entries: entries, buildSeconds: Date().timeIntervalSince(start), privacy: privacy)
     }
 
+    /// Public noise images a private entry centres on: drawn like the noise initialisation, from the entry's own
+    /// random stream (data-independent).
+    static let referenceCount = 64
+
     /// One entry: per class a real batch (all of a class no larger than `batchReal`), a shared draw, and the mean
-    /// embedding of the augmented batch (weighted by `sampleWeights` when given).
+    /// embedding of the augmented batch (weighted by `sampleWeights` when given). With `privacy` the batch is a Poisson
+    /// sample and its mean the private estimate centred on the embedding mean of public noise images.
     static func entry(_ net: ConvNet, trained: Bool, real: LabeledImages, byClass: [[Int]], batchReal: Int, augmentation: DSA?,
-                      sampleWeights: [Float]?, rng: inout RandomSource) -> Entry {
+                      sampleWeights: [Float]?, privacy: DistributionMatching.PrivateMeans? = nil,
+                      rng: inout RandomSource) -> Entry {
         let features = net.featureCount
         var draws: [DSA.Draw?] = []
         var means: [[Float]] = []
@@ -133,14 +154,33 @@ public struct StatisticsBank: Sendable {
                 means.append([])
                 continue
             }
-            let picks = members.count <= batchReal ? members : rng.choose(batchReal, from: members)
+            let picks: [Int]
+            if privacy != nil {
+                // Poisson sampling at rate min(1, batchReal / class size), as the accountant assumes.
+                let rate = Double(batchReal) / Double(members.count)
+                picks = rate >= 1 ? members : members.filter { _ in rng.unitDouble() < rate }
+            } else {
+                picks = members.count <= batchReal ? members : rng.choose(batchReal, from: members)
+            }
             var batch = real.images.gather(picks)
             var draw: DSA.Draw?
-            if let augmentation {
-                let shared = augmentation.draw(count: 1, shape: real.imageShape, shared: true, using: &rng)
-                draw = shared
-                batch = augmentation.apply(DSA.Draw(operation: shared.operation,
-                                                    values: [[Float]](repeating: shared.values[0], count: picks.count)), to: batch)
+            func augmented(_ images: Tensor) -> Tensor {
+                guard let augmentation, let shared = draw else { return images }
+                return augmentation.apply(DSA.Draw(operation: shared.operation,
+                                                   values: [[Float]](repeating: shared.values[0], count: images.shape[0])), to: images)
+            }
+            if let augmentation { draw = augmentation.draw(count: 1, shape: real.imageShape, shared: true, using: &rng) }
+            if !picks.isEmpty { batch = augmented(batch) }
+            if let privacy {
+                let noise = augmented(Tensor.normal([referenceCount] + real.imageShape, using: &rng))
+                let reference = net.embed(noise, training: true).meanOverBatch().storage.map(Double.init)
+                let embedding = picks.isEmpty ? Tensor(shape: [0, features]) : net.embed(batch, training: true)
+                let mean = DistributionMatching.privateMean(embedding, rows: 0..<picks.count, features: features, reference: reference,
+                                                            expectedCount: Double(min(batchReal, members.count)),
+                                                            mechanism: privacy, rng: &rng)
+                draws.append(draw)
+                means.append(mean.map { Float($0) })
+                continue
             }
             let embedding = net.embed(batch, training: true)
             let weights = sampleWeights.map { w in picks.map { Double(w[$0]) } } ?? [Double](repeating: 1, count: picks.count)

@@ -23,18 +23,36 @@ public struct PrivacyBudget: Sendable, Codable, Equatable {
         self.clipNorm = clipNorm
     }
 
-    /// The clip norm used when none is given, for a network whose last block outputs `featureShape` ([C, H, W]):
-    /// about the median distance of a record's embedding from its class mean, measured on public data with fresh
-    /// ConvNets (instance norm, ReLU, average pooling): 0.027·√features for 8×8 digits (1×1 final maps) and
-    /// 0.18–0.19·√features for MNIST (4×4 final maps), for widths 64 and 128 (docs/privacy.md). The bound depends on
-    /// the architecture only, never on the private data; `--dp-clip` overrides it for other data.
-    public static func defaultClipNorm(featureShape: [Int]) -> Float {
-        let features = Float(featureShape.reduce(1, *))
-        return (featureShape.count == 3 && featureShape[1] * featureShape[2] == 1 ? 0.03 : 0.2) * features.squareRoot()
+    /// What a record's embedding deviation is taken from.
+    public enum Reference: Sendable {
+        /// The class's current synthetic mean embedding (plain DP-DM: a function of earlier releases).
+        case syntheticMean
+        /// The mean embedding of public noise images under the same network and draw (a private statistics bank, built
+        /// before any release). Real embeddings lie about twice as far from it as from their class mean.
+        case noiseMean
     }
 
-    /// The clip norm for a network whose last block outputs `featureShape`.
-    public func clipNorm(featureShape: [Int]) -> Float { clipNorm ?? Self.defaultClipNorm(featureShape: featureShape) }
+    /// The clip norm used when none is given, for a network whose last block outputs `featureShape` ([C, H, W]),
+    /// set from fresh ConvNets (instance norm, ReLU, average pooling; widths 32–128) measured on public data
+    /// (docs/privacy.md). From the class's synthetic mean: about the median distance of a record's embedding from its
+    /// class mean, 0.024–0.027·√features for 8×8 digits (1×1 final maps) and 0.18·√features for MNIST (4×4 final
+    /// maps), so 0.03 and 0.2·√features. From the noise mean: about the 90th percentile of a record's distance from
+    /// it, 0.034–0.035·√features and 0.40–0.42·√features, so 0.035 and 0.4·√features. The bound depends on the
+    /// architecture only, never on the private data; `--dp-clip` overrides it for other data.
+    public static func defaultClipNorm(featureShape: [Int], reference: Reference = .syntheticMean) -> Float {
+        let features = Float(featureShape.reduce(1, *))
+        let pointwise = featureShape.count == 3 && featureShape[1] * featureShape[2] == 1
+        let scale: Float = switch reference {
+        case .syntheticMean: pointwise ? 0.03 : 0.2
+        case .noiseMean: pointwise ? 0.035 : 0.4
+        }
+        return scale * features.squareRoot()
+    }
+
+    /// The clip norm for a network whose last block outputs `featureShape`, for deviations from `reference`.
+    public func clipNorm(featureShape: [Int], reference: Reference = .syntheticMean) -> Float {
+        clipNorm ?? Self.defaultClipNorm(featureShape: featureShape, reference: reference)
+    }
 
     enum CodingKeys: String, CodingKey { case epsilon, delta, clipNorm = "clip_norm" }
 

@@ -15,8 +15,12 @@ struct DistillCommand: ParsableCommand {
             computes the per-class mean embeddings of real batches for --bank networks (half of them snapshots of \
             --trained-networks networks trained --training-steps SGD steps on the data) and DSA draws; each of the \
             3000 iterations then runs only the synthetic side against one entry, with a class loss under trained \
-            networks. --bank 0 is plain DM (a fresh network and real batch every iteration, 1000 iterations), which is \
-            also what --dp-epsilon runs.
+            networks. --bank 0 is plain DM (a fresh network and real batch every iteration, 1000 iterations).
+
+            --dp-epsilon is DP-DM: every real mean is released by a Gaussian mechanism (Poisson-sampled batches, \
+            clipped embedding deviations, noise on the class sums). By default it keeps the bank, with random \
+            networks only: the bank's --bank means are then the run's only releases, however many iterations \
+            follow. With --bank 0 it is plain DP-DM, one release per iteration.
 
             --formation F (dm) is multi-formation: each stored image is cut into F×F tiles, each resized to the full \
             image size, so the set trains models on F² times as many (lower-resolution) images at the same bytes; \
@@ -36,9 +40,9 @@ struct DistillCommand: ParsableCommand {
     var imageLearningRate: Float?
     @Flag(name: .customLong("no-dsa"), help: "Disable differentiable siamese augmentation.") var noDSA = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(help: "dm: entries of the bank of precomputed real statistics (default \(Recommended.bankSize), or 0 with --dp-epsilon; 0: plain DM, a fresh network and real batch every iteration).")
+    @Option(help: "dm: entries of the bank of precomputed real statistics (default \(Recommended.bankSize); 0: plain DM, a fresh network and real batch every iteration).")
     var bank: Int?
-    @Option(name: .customLong("trained-networks"), help: "dm with a bank: networks trained on the real data whose snapshots make up half the bank (default \(Recommended.trainedNetworks)).")
+    @Option(name: .customLong("trained-networks"), help: "dm with a bank: networks trained on the real data whose snapshots make up half the bank (default \(Recommended.trainedNetworks); 0 and only 0 with --dp-epsilon).")
     var trainedNetworks: Int?
     @Option(name: .customLong("training-steps"), help: "dm with a bank: SGD steps (batch 256) per trained network (default \(Recommended.trainingSteps)).")
     var trainingSteps: Int?
@@ -50,7 +54,7 @@ struct DistillCommand: ParsableCommand {
             help: "Differentially private DM with this ε (dm, --init noise): Poisson-sampled real batches, clipped embedding deviations, Gaussian noise on the class sums.")
     var dpEpsilon: Double?
     @Option(name: .customLong("dp-delta"), help: "δ of the DP guarantee.") var dpDelta = 1e-5
-    @Option(name: .customLong("dp-clip"), help: "Bound on each record's embedding deviation from the class's synthetic mean (default 0.03·√features for 1×1 final maps, else 0.2·√features).") var dpClip: Float?
+    @Option(name: .customLong("dp-clip"), help: "Bound on each record's embedding deviation from its public reference: the class's synthetic mean (plain DP-DM) or the mean of noise images (a bank); default 0.03·√features for 1×1 final maps, else 0.2·√features (a bank: 0.035 and 0.4).") var dpClip: Float?
     @Option(name: .customLong("train-range"),
             help: "Distill from training records FIRST..<LAST only (e.g. 0-1000: the members of a later audit).")
     var trainRange: String?
@@ -78,10 +82,12 @@ struct DistillCommand: ParsableCommand {
             guard bank == nil, trainedNetworks == nil, trainingSteps == nil, classLoss == nil, formation == 1 else {
                 throw ValidationError("--bank, --trained-networks, --training-steps, --class-loss and --formation apply to --method dm only")
             }
-        } else if bank == 0 || (bank == nil && dpEpsilon != nil) {
+        } else if bank == 0 {
             guard trainedNetworks == nil, trainingSteps == nil, classLoss == nil else {
-                throw ValidationError("--trained-networks, --training-steps and --class-loss configure the statistics bank, which is off (--bank 0\(dpEpsilon == nil ? "" : " or --dp-epsilon"))")
+                throw ValidationError("--trained-networks, --training-steps and --class-loss configure the statistics bank, which is off (--bank 0)")
             }
+        } else if dpEpsilon != nil, (trainedNetworks ?? 0) > 0 || (trainingSteps ?? 0) > 0 || (classLoss ?? 0) > 0 {
+            throw ValidationError("--dp-epsilon keeps random networks only in the bank (trained networks are not privatised): drop --trained-networks, --training-steps and --class-loss")
         }
         if let budget = privacyBudget {
             if let problem = budget.problem { throw ValidationError("--dp-epsilon/--dp-delta/--dp-clip: \(problem)") }
@@ -96,14 +102,15 @@ struct DistillCommand: ParsableCommand {
 
     typealias Recommended = DistillationRecipe.DistributionMatchingSettings.Recommended
 
-    /// The bank and formation these flags ask for: dm's default is the recommended bank, except under differential
-    /// privacy (DP-DM is plain DM); other methods have none. nil: dm's plain settings (or not dm).
+    /// The bank and formation these flags ask for: dm's default is the recommended bank, with random networks only
+    /// under differential privacy; other methods have none. nil: dm's plain settings (or not dm).
     var distributionMatchingSettings: DistillationRecipe.DistributionMatchingSettings? {
         guard method == .dm else { return nil }
-        let size = bank ?? (dpEpsilon == nil ? Recommended.bankSize : 0)
+        let size = bank ?? Recommended.bankSize
         guard size > 0 else {
             return formation == 1 ? nil : .init(formationFactor: formation)
         }
+        if dpEpsilon != nil { return .init(bankSize: size, formationFactor: formation) }
         return .init(bankSize: size, trainedNetworks: trainedNetworks ?? min(Recommended.trainedNetworks, size),
                      trainingSteps: trainingSteps ?? Recommended.trainingSteps, classLossWeight: classLoss ?? Recommended.classLossWeight,
                      formationFactor: formation)

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# DP-DM at node scale (docs/privacy.md, "DP-DM at node scale"): distill MNIST-sized node partitions with and without
+# differential privacy, evaluate each set with the protocol's ConvNet (width 128, fresh models, the full test split),
+# and audit it on an exchangeable member/non-member split.
+#
+#   scripts/dp-node-scale.sh [OUT_DIR]     (env: BIN, DATASET, MODELS, WIDTH, DATA, CONFIGS)
+#
+# CONFIGS holds one configuration per line: NAME RANGE [DISTILL FLAGS...]. RANGE is FIRST-LAST of the training split
+# (the node's records). When the range leaves as many records after it, the set is audited with the range as members
+# and the next records as non-members (the same shuffled pool); the full split (0-60000) is evaluated only.
+#
+# Release build expected (make release). Each configuration takes about 10 minutes on 2 cores at width 64.
+set -euo pipefail
+BIN=${BIN:-.build/release/feddistill}
+OUT=${1:-dp-node-scale}
+DATASET=${DATASET:-mnist}
+MODELS=${MODELS:-3}
+WIDTH=${WIDTH:-64}
+TRAIN_SIZE=${TRAIN_SIZE:-60000}
+DATA_ARGS=()
+if [[ -n "${DATA:-}" ]]; then DATA_ARGS=(--data-dir "$DATA"); fi
+CONFIGS=${CONFIGS:-"dp1-full 0-60000 --dp-epsilon 1
+dp1-600 0-6000 --dp-epsilon 1
+default-600 0-6000"}
+mkdir -p "$OUT"
+printf 'name\trange\tflags\tdistill_s\taccuracy\tstd\tepsilon\tsigma\tverdict\taudit\n' > "$OUT/summary.tsv"
+while read -r name range flags; do
+    [[ -z "$name" ]] && continue
+    first=${range%-*}; last=${range#*-}; size=$((last - first))
+    set_file="$OUT/$name.safetensors"
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    "$BIN" distill --dataset "$DATASET" "${DATA_ARGS[@]}" --train-range "$range" --ipc 10 --seed 0 --width "$WIDTH" $flags \
+        --out "$set_file" --json "$OUT/$name-distill.json" >/dev/null
+    seconds=$(( $(date +%s) - start ))
+    "$BIN" evaluate --set "$set_file" --dataset "$DATASET" "${DATA_ARGS[@]}" --models "$MODELS" --epochs 300 \
+        --json "$OUT/$name-evaluate.json" >/dev/null
+    verdict=- audit=-
+    if (( last + size <= TRAIN_SIZE )); then
+        status=0
+        "$BIN" audit --set "$set_file" "${DATA_ARGS[@]}" --members "$DATASET:train:$range" \
+            --nonmembers "$DATASET:train:$last-$((last + size))" --json "$OUT/$name-audit.json" > "$OUT/$name-audit.txt" || status=$?
+        if [[ $status -ne 0 && $status -ne 3 ]]; then echo "audit of $name failed ($status)" >&2; exit "$status"; fi
+        verdict=$([[ $status -eq 0 ]] && echo pass || echo fail)
+        audit=$(python3 -c "
+import json,sys
+r=json.load(open(sys.argv[1]))
+print(' '.join('%s:%.3f' % (k, v['auc']) for k, v in sorted(r['attacks'].items())))" "$OUT/$name-audit.json" 2>/dev/null || echo '?')
+    fi
+    python3 - "$OUT" "$name" "$range" "$flags" "$seconds" "$verdict" "$audit" >> "$OUT/summary.tsv" <<'EOF'
+import json, sys
+out, name, rng, flags, seconds, verdict, audit = sys.argv[1:]
+e = json.load(open(f"{out}/{name}-evaluate.json"))
+d = json.load(open(f"{out}/{name}-distill.json"))
+p = d.get("differential_privacy") or {}
+print("\t".join([name, rng, flags or "-", seconds, "%.2f" % (100 * e["accuracy_mean"]), "%.2f" % (100 * e["accuracy_std"]),
+                 "%.3f" % p["epsilon"] if p else "inf", "%.3f" % p["noise_multiplier"] if p else "-", verdict, audit]))
+EOF
+    tail -1 "$OUT/summary.tsv"
+done <<< "$CONFIGS"
