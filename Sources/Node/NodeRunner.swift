@@ -30,10 +30,13 @@ public struct NodeConfiguration: Sendable, Codable {
     /// Where the node writes its report.
     public var stateDirectory = "node-state"
     public var maxAttempts = 10
-    /// The privacy gate: before sending, audit the set against a held-out 20% of the partition and refuse to send
-    /// when an attack beats chance or TPR at 1% FPR exceeds `maxTPRAt1PercentFPR`. `false` disables it.
+    /// The privacy gate (``PrivacyGate``): before sending, audit the set against a held-out 20% of the partition and
+    /// refuse to send when an attack beats chance at the family-wise `privacyGateAlpha`, or (from 500 held-out records)
+    /// TPR at 1% FPR exceeds `maxTPRAt1PercentFPR`. `false` disables it.
     public var privacyGate = true
     public var maxTPRAt1PercentFPR = 0.1
+    /// The chance the gate refuses a set that leaks nothing (0.5%: a 10-node round loses an honest node < 5% of the time).
+    public var privacyGateAlpha = 0.005
     /// Distill with differential privacy (DP-DM) at this ε; nil: no differential privacy.
     public var dpEpsilon: Double?
     public var dpDelta = 1e-5
@@ -372,39 +375,14 @@ public struct NodeRunner: Sendable {
         let config = configuration
         guard !nonMembers.labels.isEmpty, !members.labels.isEmpty else { return ("{}", true, "") }
         return try await Parallel.offThePool {
-            var options = MembershipAudit.Options(
-                network: ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width),
-                augmentation: nil)
-            options.attacks = [.dcr, .dcrEmbedding, .loss]
-            options.epochs = 100
-            options.includeBaseline = false  // the gate judges the set only
+            var options = PrivacyGate.Options(
+                network: ConvNet.Configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount, width: config.width))
             options.seed = config.seed
-            // Equal-sized member and non-member samples keep the test balanced.
-            let count = min(members.count, nonMembers.count)
-            let sample = members.subset(Array(0..<count))
-            var failures: [String] = []
-            func judge(_ report: MembershipAudit.Report, view: String) {
-                for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
-                    if !metrics.consistentWithChance(alpha: report.alpha) {
-                        failures.append(String(format: "%@%@ beats chance (AUC %.3f, p = %.4f; TPR@1%%FPR %.3f, p = %.4f; alpha %.4f)",
-                                               view, name, metrics.auc, metrics.aucPValue, metrics.tprAt1PercentFPR,
-                                               metrics.tprAt1PercentFPRPValue, report.alpha))
-                    }
-                    if metrics.tprAt1PercentFPR > config.maxTPRAt1PercentFPR {
-                        failures.append("\(view)\(name) TPR@1%FPR \(metrics.tprAt1PercentFPR) > \(config.maxTPRAt1PercentFPR)")
-                    }
-                }
-            }
-            let audit = MembershipAudit(options: options)
-            let report = audit.run(set: set.trainingData, members: sample, nonMembers: nonMembers)
-            judge(report, view: "")
-            var summary = report.json()
-            if let stored = audit.storedImagesReport(set, members: sample, nonMembers: nonMembers) {
-                judge(stored, view: "stored images: ")
-                summary["stored_images"] = stored.json()
-            }
-            let data = (try? JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])) ?? Data()
-            return (String(decoding: data, as: UTF8.self), failures.isEmpty, failures.joined(separator: "; "))
+            options.familyWiseAlpha = config.privacyGateAlpha
+            options.maxTPRAt1PercentFPR = config.maxTPRAt1PercentFPR
+            let decision = PrivacyGate(options: options).judge(set, members: members, nonMembers: nonMembers)
+            let data = (try? JSONSerialization.data(withJSONObject: decision.summary, options: [.sortedKeys])) ?? Data()
+            return (String(decoding: data, as: UTF8.self), decision.passed, decision.reasons.joined(separator: "; "))
         }
     }
 

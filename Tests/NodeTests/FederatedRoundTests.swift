@@ -126,15 +126,18 @@ struct FederatedRoundTests {
         try provision(nodes: ["node-a"])
         let logger = Logger(label: "test")
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let configuration = coordinatorConfiguration(nodes: ["node-a"])
+        // A round that asks for 30 of the node's own records per class, shared as they are: the gate must refuse.
+        var leaky = coordinatorConfiguration(nodes: ["node-a"])
+        leaky.method = "random"
+        leaky.imagesPerClass = 30
+        let configuration = leaky
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 _ = try await CoordinatorServer.run(configuration: configuration, logger: logger, shutdownSignals: []) { portContinuation.yield($0) }
             }
             var iterator = ports.makeAsyncIterator()
             let port = try #require(await iterator.next())
-            var node = nodeConfiguration("node-a", index: 0, port: port)
-            node.maxTPRAt1PercentFPR = -1  // a policy no set can meet: the gate must refuse to send
+            let node = nodeConfiguration("node-a", index: 0, port: port)
             do {
                 _ = try await NodeRunner(configuration: node, logger: logger).run()
                 Issue.record("the privacy gate let the set through")

@@ -22,6 +22,10 @@ public struct MembershipAudit: Sendable {
         public var network: ConvNet.Configuration
         public var augmentation: DSA?
         public var resamples = 200
+        /// Label permutations behind each p-value; the smallest p-value possible is `1 / (permutations + 1)`.
+        public var permutations = 400
+        /// The chance a set that leaks nothing fails the audit (Bonferroni over the attacks and their two tests).
+        public var familyWiseAlpha = 0.05
         public var seed: UInt64 = 0
         /// Also attack a model trained directly on the members (the report's `baseline`).
         public var includeBaseline = true
@@ -39,9 +43,11 @@ public struct MembershipAudit: Sendable {
         public var baseline: [String: MembershipMetrics]
         /// ROC points per attack (for plots).
         public var curves: [String: [(fpr: Double, tpr: Double)]]
-        /// The significance each attack is tested at: 5% family-wise over the attacks and their two tests (AUC and
-        /// TPR at 1% FPR), Bonferroni-corrected, so that a set that leaks nothing fails at most 5% of the time.
-        public var alpha: Double { 0.05 / Double(max(1, 2 * attacks.count)) }
+        /// The chance a set that leaks nothing fails (5% unless the options say otherwise).
+        public var familyWiseAlpha = 0.05
+        /// The significance each attack is tested at: ``familyWiseAlpha`` over the attacks and their two tests (AUC and
+        /// TPR at 1% FPR), Bonferroni-corrected, so that a set that leaks nothing fails at most that often.
+        public var alpha: Double { familyWiseAlpha / Double(max(1, 2 * attacks.count)) }
         /// Pass when every attack on the set is consistent with chance at ``alpha``.
         public var passed: Bool { attacks.values.allSatisfy { $0.consistentWithChance(alpha: alpha) } }
     }
@@ -57,7 +63,8 @@ public struct MembershipAudit: Sendable {
         var attacks: [String: MembershipMetrics] = [:], baseline: [String: MembershipMetrics] = [:]
         var curves: [String: [(fpr: Double, tpr: Double)]] = [:]
         func record(_ name: String, _ memberScores: [Double], _ nonMemberScores: [Double], baselineModel: Bool = false) {
-            let metrics = MembershipMetrics(members: memberScores, nonMembers: nonMemberScores, resamples: options.resamples, seed: options.seed)
+            let metrics = MembershipMetrics(members: memberScores, nonMembers: nonMemberScores, resamples: options.resamples,
+                                            permutations: options.permutations, seed: options.seed)
             if baselineModel {
                 baseline[name] = metrics
             } else {
@@ -114,7 +121,7 @@ public struct MembershipAudit: Sendable {
                 }
             }
         }
-        return Report(attacks: attacks, baseline: baseline, curves: curves)
+        return Report(attacks: attacks, baseline: baseline, curves: curves, familyWiseAlpha: options.familyWiseAlpha)
     }
 
     /// The worst case with canaries: `count` records of `pool` get a wrong label (seeded) and are inserted into the

@@ -166,6 +166,7 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(name: Self.table.name("state_dir"), help: Self.table.help("state_dir")) var stateDir: String?
     @Option(name: Self.table.name("privacy_gate"), help: Self.table.help("privacy_gate")) var privacyGate: String?
     @Option(name: Self.table.name("max_tpr_at_1pct_fpr"), help: Self.table.help("max_tpr_at_1pct_fpr")) var maxTPR: String?
+    @Option(name: Self.table.name("privacy_gate_alpha"), help: Self.table.help("privacy_gate_alpha")) var privacyGateAlpha: String?
     @Option(name: Self.table.name("dp_epsilon"), help: Self.table.help("dp_epsilon")) var dpEpsilon: String?
     @Option(name: Self.table.name("dp_delta"), help: Self.table.help("dp_delta")) var dpDelta: String?
     @Option(name: Self.table.name("rounds"), help: Self.table.help("rounds")) var rounds: String?
@@ -194,6 +195,7 @@ struct NodeCommand: AsyncParsableCommand {
             "state_dir": stateDir,
             "privacy_gate": privacyGate,
             "max_tpr_at_1pct_fpr": maxTPR,
+            "privacy_gate_alpha": privacyGateAlpha,
             "dp_epsilon": dpEpsilon,
             "dp_delta": dpDelta,
             "rounds": rounds,

@@ -356,8 +356,10 @@ extension NodeConfiguration {
                     \.pollSeconds),
             Setting("privacy_gate", .boolean, help: "Audit the set before sending and refuse to send if it leaks (true/false).",
                     \.privacyGate),
-            Setting("max_tpr_at_1pct_fpr", .number, in: 0...1, help: "Privacy gate: largest TPR at 1% FPR allowed for any attack.",
+            Setting("max_tpr_at_1pct_fpr", .number, in: 0...1, help: "Privacy gate: largest TPR at 1% FPR allowed for any attack (applied from 500 held-out records).",
                     \.maxTPRAt1PercentFPR),
+            Setting("privacy_gate_alpha", .number, in: 0.0001...0.5, help: "Privacy gate: the chance it refuses a set that leaks nothing (family-wise over its tests; default 0.005).",
+                    \.privacyGateAlpha),
             Setting("dp_epsilon", .number, help: "Distill with differential privacy (DP-DM) at this ε.", \.dpEpsilon),
             Setting("dp_delta", .number, help: "δ of the DP guarantee (default 1e-5).", \.dpDelta),
         ])
