@@ -7,7 +7,7 @@ import Testing
 @Suite("Command line")
 struct CommandLineTests {
     @Test func everySubcommandHasHelp() throws {
-        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"]] {
+        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"]] {
             let text = FedDistillCommand.helpMessage(for: try #require(subcommand(path)))
             #expect(text.contains("USAGE"), "help for \(path)")
         }
@@ -30,13 +30,35 @@ struct CommandLineTests {
                           distill + ["--dp-epsilon=0"], distill + ["--dp-epsilon", "1", "--dp-delta", "2"],
                           distill + ["--dp-epsilon", "1", "--norm", "batch"], distill + ["--snapshot-every", "0"],
                           distill + ["--snapshot-every", "5", "--method", "random"], ["simulate", "--dp-epsilon=-2"],
-                          ["status", "--coordinator", "h:1", "--name", "n", "--service", "feddistill.round"]] {
+                          ["status", "--coordinator", "h:1", "--name", "n", "--service", "feddistill.round"],
+                          ["gate-rates", "--kinds", "control,bogus"], ["gate-rates", "--alpha", "0"], ["gate-rates", "--records-per-class", "4"],
+                          ["gate-rates", "--recipe-json", "r.json", "--bank", "3"], ["gate-rates", "--dp-epsilon", "-1"]] {
             #expect(throws: (any Error).self, "\(arguments)") { _ = try FedDistillCommand.parseAsRoot(arguments) }
             do {
                 _ = try FedDistillCommand.parseAsRoot(arguments)
             } catch {
                 #expect(FedDistillCommand.exitCode(for: error) != .success, "\(arguments)")
             }
+        }
+    }
+
+    /// `gate-rates` runs the node's gate on fresh draws and reports per kind; copied member records are refused.
+    @Test func gateRatesReportsEachKind() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-gate-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let command = try #require(try FedDistillCommand.parseAsRoot([
+            "gate-rates", "--runs", "2", "--records-per-class", "20", "--kinds", "control,copies", "--bank", "0", "--iterations", "3",
+            "--width", "8", "--epochs", "10", "--json", directory + "/rates.json",
+        ]) as? GateRatesCommand)
+        try command.run()
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/rates.json")))
+                                  as? [String: Any])
+        let copies = try #require(report["copies"] as? [String: Any]), control = try #require(report["control"] as? [String: Any])
+        #expect(copies["runs"] as? Int == 2 && copies["refused"] as? Int == 2)
+        #expect(control["runs"] as? Int == 2 && report["node"] == nil && report["alpha"] as? Double == 0.005)
+        #expect(throws: CommandFailure.self) {
+            try #require(try FedDistillCommand.parseAsRoot(["gate-rates", "--records-per-class", "100"]) as? GateRatesCommand).run()
         }
     }
 
