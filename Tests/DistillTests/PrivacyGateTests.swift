@@ -60,6 +60,19 @@ struct PrivacyGateTests {
         #expect(!applied.passed && applied.reasons.filter { $0.contains("TPR@1%FPR") && $0.contains(" > ") }.count == 3)
     }
 
+    /// A multi-formation set is judged on two views (decoded and stored images), each at half the family-wise level.
+    @Test func aMultiFormationSetIsJudgedOnBothViews() throws {
+        let splits = try DatasetStore.loadDigits()
+        let recipe = DistillationRecipe(imagesPerClass: 2, iterations: 2, network: .init(width: 8), seed: 4,
+                                        settings: .distributionMatching(.init(formationFactor: 2)))
+        let set = try Distiller.run(recipe: recipe, data: splits.train.subset(Array(0..<300)), descriptor: splits.descriptor)
+        let decision = PrivacyGate(options: Self.options()).judge(set, members: splits.train.subset(Array(0..<300)),
+                                                                  nonMembers: splits.train.subset(Array(300..<400)))
+        let stored = try #require(decision.storedReport)
+        #expect(decision.report.alpha == 0.005 / 2 / 6 && stored.alpha == 0.005 / 2 / 4)
+        #expect(decision.summary["stored_images"] != nil)
+    }
+
     /// A run draws a partition, holds out a fifth, and a disjoint control population; the copies kind is refused, and
     /// the tallies' Wilson intervals contain their rates.
     @Test func errorRateRunsJudgeEachKind() throws {
