@@ -3,13 +3,13 @@
 # differential privacy, evaluate each set with the protocol's ConvNet (width 128, fresh models, the full test split),
 # and audit it on an exchangeable member/non-member split.
 #
-#   scripts/dp-node-scale.sh [OUT_DIR]     (env: BIN, DATASET, MODELS, WIDTH, DATA, CONFIGS, AUDIT_ONLY)
+#   scripts/dp-node-scale.sh [OUT_DIR]     (env: BIN, DATASET, MODELS, WIDTH, DATA, CONFIGS, AUDIT_ONLY, AUDIT_FLAGS)
 #
 # CONFIGS holds one configuration per line: NAME RANGE [DISTILL FLAGS...]. RANGE is FIRST-LAST of the training split
 # (the node's records). When the range leaves as many records after it, the set is audited with the range as members
 # and the next records as non-members (the same shuffled pool); the full split (0-60000) is evaluated only. With
 # AUDIT_ONLY (space-separated names) only those configurations are audited (an audit at 600 records per class trains
-# its baseline model on 6,000 records and takes about 10 minutes).
+# its baseline model on 6,000 records and takes about 10 minutes; AUDIT_FLAGS=--no-baseline skips that model).
 #
 # Release build expected (make release). Each configuration takes about 10 minutes on 2 cores at width 64.
 set -euo pipefail
@@ -41,7 +41,7 @@ while read -r name range flags; do
     if (( last + size <= TRAIN_SIZE )) && [[ -z "${AUDIT_ONLY:-}" || " $AUDIT_ONLY " == *" $name "* ]]; then
         status=0
         "$BIN" audit --set "$set_file" "${DATA_ARGS[@]}" --members "$DATASET:train:$range" \
-            --nonmembers "$DATASET:train:$last-$((last + size))" --json "$OUT/$name-audit.json" > "$OUT/$name-audit.txt" || status=$?
+            --nonmembers "$DATASET:train:$last-$((last + size))" ${AUDIT_FLAGS:-} --json "$OUT/$name-audit.json" > "$OUT/$name-audit.txt" || status=$?
         if [[ $status -ne 0 && $status -ne 3 ]]; then echo "audit of $name failed ($status)" >&2; exit "$status"; fi
         verdict=$([[ $status -eq 0 ]] && echo pass || echo fail)
         audit=$(python3 -c "

@@ -121,6 +121,25 @@ struct RecipeCommandTests {
         #expect(command.shadowRecipe(for: old) == DistillationRecipe(imagesPerClass: 1, iterations: 1))
     }
 
+    /// `--no-baseline` leaves out the model trained on the members; by default the report has it.
+    @Test func auditBaselineCanBeSkipped() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/s.safetensors"
+        _ = try distill(["--method", "random", "--ipc", "1"], out: path)
+        func baseline(_ extra: [String]) throws -> [String: Any] {
+            let command = try #require(try FedDistillCommand.parseAsRoot(["audit", "--set", path, "--members", "digits:train:0-40",
+                "--nonmembers", "digits:train:40-80", "--attacks", "loss", "--epochs", "1", "--resamples", "10",
+                "--json", directory + "/a.json"] + extra) as? AuditCommand)
+            do { try command.run() } catch let exit as ExitCode where exit.rawValue == 3 {}
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/a.json")))
+                                      as? [String: Any])
+            return try #require(report["baseline"] as? [String: Any])
+        }
+        #expect(try baseline([])["loss"] != nil)
+        #expect(try baseline(["--no-baseline"]).isEmpty)
+    }
+
     /// The coordinator refuses to start a round whose node recipe is unknown or invalid.
     @Test func coordinatorSettingsCheckTheNodesRecipe() throws {
         func settings(_ values: [String: String]) throws -> CoordinatorConfiguration {

@@ -23,6 +23,8 @@ struct AuditCommand: ParsableCommand {
     @Option(help: "Bootstrap resamples for the confidence intervals.") var resamples = 200
     @Option(help: "Worst case: insert C mislabeled non-member records into the members, distill again (the shadow recipe, --shadow-iterations), and attack the canaries (0: off).")
     var canaries = 0
+    @Flag(name: .customLong("no-baseline"), help: "Skip the baseline (the attacks on a model trained directly on the members; its training dominates the audit of a large member set).")
+    var noBaseline = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Write the JSON report to this file (- for stdout).") var json: String?
     @Option(help: "Write ROC curves (log scale) as SVG.") var roc: String?
@@ -95,6 +97,7 @@ struct AuditCommand: ParsableCommand {
         options.epochs = epochs
         options.resamples = resamples
         options.seed = seed
+        options.includeBaseline = !noBaseline
         var shadowFailure: (any Error)?
         let recipe: (LabeledImages, UInt64) -> LabeledImages = { population, shadowSeed in
             // Shadows repeat the set's own recipe on a random half of the population, with their own seed.
