@@ -226,14 +226,8 @@ public struct DistributionMatching: Sendable {
         var realWeightParts: [[Float]] = []
         for c in classes {
             let members = realByClass[c]
-            let picks: [Int]
-            if privateMeans != nil {
-                // Poisson sampling at rate min(1, batchReal / class size), never above the accounted rate.
-                let rate = Double(batchReal) / Double(members.count)
-                picks = rate >= 1 ? members : members.filter { _ in rng.unitDouble() < rate }
-            } else {
-                picks = members.count <= batchReal ? members : rng.choose(batchReal, from: members)
-            }
+            let picks = privateMeans != nil ? poissonSample(members, batchReal: batchReal, rng: &rng)
+                : members.count <= batchReal ? members : rng.choose(batchReal, from: members)
             var realBatch = real.images.gather(picks)
             var synBatch = syn.gather(synByClass[c])
             var draw: DSA.Draw?
@@ -291,6 +285,13 @@ public struct DistributionMatching: Sendable {
             synRow += synCounts[k]
         }
         return (loss, gradient)
+    }
+
+    /// The batch of a DP release: every record of `members` (one class) independently with probability
+    /// `min(1, batchReal / members.count)`, the sampling rate the accountant assumes.
+    static func poissonSample(_ members: [Int], batchReal: Int, rng: inout RandomSource) -> [Int] {
+        let rate = Double(batchReal) / Double(members.count)
+        return rate >= 1 ? members : members.filter { _ in rng.unitDouble() < rate }
     }
 
     /// The private estimate of a class's mean embedding: `reference + (Σ clip(φ(x) − reference) + N(0, s²·I)) / n`,

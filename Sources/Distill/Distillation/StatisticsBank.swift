@@ -154,14 +154,8 @@ public struct StatisticsBank: Sendable {
                 means.append([])
                 continue
             }
-            let picks: [Int]
-            if privacy != nil {
-                // Poisson sampling at rate min(1, batchReal / class size), as the accountant assumes.
-                let rate = Double(batchReal) / Double(members.count)
-                picks = rate >= 1 ? members : members.filter { _ in rng.unitDouble() < rate }
-            } else {
-                picks = members.count <= batchReal ? members : rng.choose(batchReal, from: members)
-            }
+            let picks = privacy != nil ? DistributionMatching.poissonSample(members, batchReal: batchReal, rng: &rng)
+                : members.count <= batchReal ? members : rng.choose(batchReal, from: members)
             var batch = real.images.gather(picks)
             var draw: DSA.Draw?
             func augmented(_ images: Tensor) -> Tensor {
