@@ -279,13 +279,9 @@ public struct NodeRunner: Sendable {
         // Round 1 distills with the node's seed, round r with seed + r − 1 (a new start and new networks each round).
         recipe.seed = round.roundID <= 1 ? config.seed : config.seed &+ (round.roundID - 1)
         if let dpEpsilon = config.dpEpsilon {
-            recipe.privacy = PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta)
-            // DP-DM keeps the bank's size but only random networks in it (trained networks are not privatised); its
-            // means are released once per entry. The formation factor stays (it shapes the synthetic side only, and the
-            // coordinator expects the round's factor).
-            if case let .distributionMatching(settings) = recipe.settings {
-                recipe.settings = .distributionMatching(settings.privatised)
-            }
+            // The bank keeps its size with random networks only; the formation factor stays (it shapes the synthetic
+            // side only, and the coordinator expects the round's factor).
+            recipe.applyPrivacy(PrivacyBudget(epsilon: dpEpsilon, delta: config.dpDelta))
         }
         do { try recipe.validate() } catch { throw NodeError.invalid("with this node's settings the round's recipe is invalid: \(error)") }
         return recipe

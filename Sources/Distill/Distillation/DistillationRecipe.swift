@@ -444,6 +444,14 @@ extension DistillationRecipe {
         }
     }
 
+    /// This recipe under the privacy budget `budget`: a statistics bank keeps its size but holds random networks only
+    /// (trained networks and the class loss are not privatised; see ``DistributionMatchingSettings/privatised``); the
+    /// formation factor and everything else stay.
+    public mutating func applyPrivacy(_ budget: PrivacyBudget) {
+        privacy = budget
+        if case let .distributionMatching(dm) = settings { settings = .distributionMatching(dm.privatised) }
+    }
+
     /// Whether a DP run of this recipe releases private statistics once per iteration (plain DP-DM: a snapshot after k
     /// iterations has spent k releases) rather than all up front (DP-DM with a bank: one release per entry).
     public var releasesPerIteration: Bool {
