@@ -36,6 +36,7 @@ struct PrivacyGateTests {
         let leaky = gate.judge(try copies(of: members), members: train.subset(members), nonMembers: train.subset(heldOut))
         #expect(!leaky.passed)
         #expect(leaky.reasons.contains { $0.hasPrefix("dcr beats chance") }, "\(leaky.reasons)")
+        #expect(leaky.refusedBy.contains("dcr") && leaky.refusedBy.count == leaky.reasons.count)
         #expect(leaky.report.alpha == 0.005 / 6 && leaky.storedReport == nil)
         #expect(try #require(leaky.report.attacks["dcr"]).aucPValue < leaky.report.alpha)
         let honest = gate.judge(try copies(of: outside), members: train.subset(members), nonMembers: train.subset(heldOut))

@@ -36,6 +36,8 @@ public struct PrivacyGate: Sendable {
         public var passed: Bool
         /// Why the set was refused, one entry per failed check (empty when it passed).
         public var reasons: [String]
+        /// The attack behind each of `reasons`, in the same order (`stored images: ` before the name for the stored view).
+        public var refusedBy: [String]
         /// The audit report on what models train on (the decoded images of a multi-formation set).
         public var report: MembershipAudit.Report
         /// For a multi-formation set, the distance attacks on the stored images.
@@ -70,16 +72,18 @@ public struct PrivacyGate: Sendable {
         let audit = MembershipAudit(options: auditOptions)
         let report = audit.run(set: set.trainingData, members: sample, nonMembers: nonMembers)
         let stored = audit.storedImagesReport(set, members: sample, nonMembers: nonMembers)
-        var reasons: [String] = []
+        var reasons: [String] = [], refusedBy: [String] = []
         let rateResolved = nonMembers.count >= options.minimumNonMembersForRate
         func judge(_ report: MembershipAudit.Report, view: String) {
             for (name, metrics) in report.attacks.sorted(by: { $0.key < $1.key }) {
                 if !metrics.consistentWithChance(alpha: report.alpha) {
+                    refusedBy.append(view + name)
                     reasons.append(String(format: "%@%@ beats chance (AUC %.3f, p = %.4f; TPR@1%%FPR %.3f, p = %.4f; alpha %.5f)",
                                           view, name, metrics.auc, metrics.aucPValue, metrics.tprAt1PercentFPR,
                                           metrics.tprAt1PercentFPRPValue, report.alpha))
                 }
                 if rateResolved, metrics.tprAt1PercentFPR > options.maxTPRAt1PercentFPR {
+                    refusedBy.append(view + name)
                     reasons.append(String(format: "%@%@ TPR@1%%FPR %.3f > %.3f", view, name, metrics.tprAt1PercentFPR,
                                           options.maxTPRAt1PercentFPR))
                 }
@@ -87,6 +91,6 @@ public struct PrivacyGate: Sendable {
         }
         judge(report, view: "")
         if let stored { judge(stored, view: "stored images: ") }
-        return Decision(passed: reasons.isEmpty, reasons: reasons, report: report, storedReport: stored)
+        return Decision(passed: reasons.isEmpty, reasons: reasons, refusedBy: refusedBy, report: report, storedReport: stored)
     }
 }

@@ -59,10 +59,7 @@ struct GateRatesCommand: ParsableCommand {
         recipe.imagesPerClass = ipc
         recipe.network.width = width
         recipe.seed = seed
-        if let dpEpsilon {
-            recipe.privacy = PrivacyBudget(epsilon: dpEpsilon)
-            if case let .distributionMatching(settings) = recipe.settings { recipe.settings = .distributionMatching(settings.privatised) }
-        }
+        if let dpEpsilon { recipe.applyPrivacy(PrivacyBudget(epsilon: dpEpsilon)) }
         if let bank {
             if bank == 0 {
                 recipe.settings = .standard
@@ -106,10 +103,7 @@ struct GateRatesCommand: ParsableCommand {
                 if !decision.passed {
                     tallies[kind, default: .init()].refused += 1
                     // Which attacks refused, by name only (the reasons' figures differ run to run).
-                    for reason in decision.reasons {
-                        let attack = reason.split(separator: " ").prefix(while: { $0 != "beats" && $0 != "TPR@1%FPR" }).joined(separator: " ")
-                        reasons[kind, default: [:]][attack, default: 0] += 1
-                    }
+                    for attack in decision.refusedBy { reasons[kind, default: [:]][attack, default: 0] += 1 }
                 }
             }
             display.update(done: index + 1, total: runs, elapsed: Date().timeIntervalSince(start),
