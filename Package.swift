@@ -153,7 +153,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
-        .testTarget(name: "FedDistillTests", dependencies: ["feddistill", "Coordinator"]),
+        .testTarget(name: "FedDistillTests", dependencies: ["feddistill", "Coordinator", "Node"]),
     ]
 )
 

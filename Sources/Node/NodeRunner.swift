@@ -37,9 +37,18 @@ public struct NodeConfiguration: Sendable, Codable {
     public var maxTPRAt1PercentFPR = 0.1
     /// The chance the gate refuses a set that leaks nothing (0.5%: a 10-node round loses an honest node < 5% of the time).
     public var privacyGateAlpha = 0.005
-    /// Distill with differential privacy (DP-DM) at this ε; nil: no differential privacy.
-    public var dpEpsilon: Double?
+    /// Distill with differential privacy (DP-DM, with a statistics bank released by the Gaussian mechanism) at this ε;
+    /// nil: no differential privacy. On by default (``defaultDPEpsilon``).
+    public var dpEpsilon: Double? = NodeConfiguration.defaultDPEpsilon
     public var dpDelta = 1e-5
+    /// Classes of which the node holds fewer records to distill from (after the gate's hold-out) are not shared; a
+    /// node that holds no class with this many refuses to start. 0: share every class held.
+    public var minRecordsPerClass = NodeConfiguration.defaultMinRecordsPerClass
+
+    /// The default ε (δ = 1e-5): docs/privacy.md, "The node's default".
+    public static let defaultDPEpsilon = 8.0
+    /// The default minimum records per shared class: docs/privacy.md, "The node's default".
+    public static let defaultMinRecordsPerClass = 400
     /// Rounds to take part in (0: every round until stopped). Between rounds the node asks the coordinator every
     /// `pollSeconds` whether a new round is open.
     public var rounds = 1
@@ -91,16 +100,18 @@ public struct NodeRunner: Sendable {
             throw NodeError.invalid("rounds must be ≥ 0 and poll_seconds positive")
         }
         let splits = try DatasetStore.resolve(explicit: config.dataDirectory).load(config.dataset)
-        let parts = Partitioner.partition(labels: splits.train.labels, classCount: splits.descriptor.classCount,
-                                          nodes: config.partitionNodes, scheme: scheme, seed: config.partitionSeed)
-        let partition = splits.train.subset(parts[config.partitionIndex])
-        // Hold out 20% of the partition (seeded) as the privacy gate's non-members; distill from the rest.
-        var splitRNG = RandomSource(seed: config.seed ^ 0x9A7E)
-        let order = splitRNG.permutation(partition.count)
-        let heldOutCount = config.privacyGate ? partition.count / 5 : 0
-        let data = PrivateData(descriptor: splits.descriptor, members: partition.subset(Array(order.dropFirst(heldOutCount))),
-                               heldOut: partition.subset(Array(order.prefix(heldOutCount))))
-        logger.info("private partition loaded", metadata: ["node.id": "\(config.nodeID)", "images": "\(data.members.count)"])
+        let shared = try Self.privateRecords(configuration: config, train: splits.train, scheme: scheme)
+        let data = PrivateData(descriptor: splits.descriptor, members: shared.members, heldOut: shared.heldOut)
+        logger.info("private partition loaded", metadata: [
+            "node.id": "\(config.nodeID)", "images": "\(data.members.count)", "classes.shared": "\(shared.classes.count)",
+            "classes.withheld": "\(shared.withheld.count)", "dp.epsilon": "\(config.dpEpsilon.map { "\($0)" } ?? "off")",
+        ])
+        if !shared.withheld.isEmpty {
+            logger.notice("classes with fewer records than min_records_per_class are not shared", metadata: [
+                "node.id": "\(config.nodeID)", "classes": "\(shared.withheld.map(String.init).joined(separator: ","))",
+                "min_records_per_class": "\(config.minRecordsPerClass)",
+            ])
+        }
         let signing = try KeyFiles.readSigningKeys(KeyFiles.paths(in: config.credentialsDirectory, name: config.nodeID).signingKey)
         let transport = try FederationTransport.client(
             host: config.coordinatorHost, port: config.coordinatorPort, serverName: config.serverName,
@@ -130,6 +141,51 @@ public struct NodeRunner: Sendable {
             guard let last else { throw NodeError.invalid("no round completed") }
             return last
         }
+    }
+
+    /// What a node shares from: the records it distills from (`members`), those its privacy gate holds out, the classes
+    /// it shares and those it withholds for holding fewer than `minRecordsPerClass` records to distill from.
+    public struct PrivateRecords: Sendable {
+        public let members: LabeledImages
+        public let heldOut: LabeledImages
+        public let classes: [Int]
+        public let withheld: [Int]
+    }
+
+    /// This node's partition of `train` under its partition settings, split (seeded) into the records it distills from
+    /// and the 20% its privacy gate holds out as non-members, keeping only the classes with at least
+    /// `minRecordsPerClass` records to distill from. Throws, naming the largest class, when no class qualifies: a set
+    /// distilled from so few records is what the audits catch (docs/privacy.md). `simulate` calls it before it starts
+    /// any process.
+    public static func privateRecords(configuration config: NodeConfiguration, train: LabeledImages,
+                                      scheme: PartitionScheme) throws -> PrivateRecords {
+        guard config.minRecordsPerClass >= 0 else { throw NodeError.invalid("min_records_per_class must be ≥ 0") }
+        let parts = Partitioner.partition(labels: train.labels, classCount: train.classCount,
+                                          nodes: config.partitionNodes, scheme: scheme, seed: config.partitionSeed)
+        let partition = train.subset(parts[config.partitionIndex])
+        // Hold out 20% of the partition (seeded) as the privacy gate's non-members; distill from the rest.
+        var splitRNG = RandomSource(seed: config.seed ^ 0x9A7E)
+        let order = splitRNG.permutation(partition.count)
+        let heldOutCount = config.privacyGate ? partition.count / 5 : 0
+        var members = partition.subset(Array(order.dropFirst(heldOutCount)))
+        var heldOut = partition.subset(Array(order.prefix(heldOutCount)))
+        let counts = members.classCounts()
+        let held = counts.indices.filter { counts[$0] > 0 }
+        let classes = held.filter { counts[$0] >= config.minRecordsPerClass }
+        guard !classes.isEmpty else {
+            throw NodeError.invalid("""
+                \(config.nodeID) holds too few records to share: at most \(counts.max() ?? 0) of a class to distill from \
+                (after the privacy gate's 20% hold-out), min_records_per_class is \(config.minRecordsPerClass). A set distilled \
+                from so few records leaks them (docs/privacy.md, "The node's default"). Give the node more records, or, for \
+                public data only, set min_records_per_class 0 (--min-records-per-class 0).
+                """)
+        }
+        if classes.count < held.count {
+            let keep = Set(classes)
+            members = members.subset(members.labels.indices.filter { keep.contains(members.labels[$0]) })
+            heldOut = heldOut.subset(heldOut.labels.indices.filter { keep.contains(heldOut.labels[$0]) })
+        }
+        return PrivateRecords(members: members, heldOut: heldOut, classes: classes, withheld: held.filter { counts[$0] < config.minRecordsPerClass })
     }
 
     /// The partition this node distills from and the records its privacy gate holds out; and the statistics bank the

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Distill
 import Foundation
+import Node
 import Testing
 @testable import feddistill
 
@@ -60,6 +61,41 @@ struct CommandLineTests {
         #expect(throws: CommandFailure.self) {
             try #require(try FedDistillCommand.parseAsRoot(["gate-rates", "--records-per-class", "100"]) as? GateRatesCommand).run()
         }
+    }
+
+    /// "FIRST-LAST@SEED" takes FIRST..<LAST of one seeded shuffle: two ranges of one seed are disjoint and together
+    /// cover their records, the same seed gives the same records, another seed others; malformed ranges are errors.
+    @Test func shuffledRangesAreDisjointSlicesOfOneOrder() throws {
+        let count = 200
+        let records = LabeledImages(images: Tensor(shape: [count, 1, 1, 1], storage: (0..<count).map(Float.init)),
+                                    labels: (0..<count).map { $0 % 10 }, classCount: 10)
+        func ids(_ range: String) throws -> [Int] { try records.records(inRange: range, what: "range").images.storage.map { Int($0) } }
+        #expect(try ids("10-20") == Array(10..<20))
+        let first = try ids("0-100@3"), second = try ids("100-200@3")
+        #expect(Set(first).isDisjoint(with: second) && Set(first + second) == Set(0..<count))
+        #expect(first != Array(0..<100) && first.sorted() != Array(0..<100))
+        #expect(try ids("0-100@3") == first && ids("0-100@4") != first)
+        for bad in ["0-100@", "0-100@x", "0-100@1@2", "100-0@1", "0-201@1", "-5@1", "5"] {
+            #expect(throws: CommandFailure.self) { try records.records(inRange: bad, what: "range") }
+        }
+    }
+
+    /// `simulate` keeps a node's privacy defaults and refuses, before it starts any process, partitions that hold no
+    /// class with the minimum records (the digits' nodes hold a few dozen); `--dp-epsilon` takes `off`.
+    @Test func simulateRefusesPartitionsBelowTheMinimum() throws {
+        let command = try #require(try FedDistillCommand.parseAsRoot(["simulate", "--dataset", "digits", "--nodes", "4"]) as? SimulateCommand)
+        #expect(command.minRecordsPerClass == NodeConfiguration.defaultMinRecordsPerClass)
+        do {
+            try command.run()
+            Issue.record("simulate started nodes below the minimum")
+        } catch {
+            let message = String(describing: error)
+            #expect(message.contains("min_records_per_class is \(NodeConfiguration.defaultMinRecordsPerClass)")
+                    && message.contains("--dp-epsilon off --min-records-per-class 0"), "\(message)")
+        }
+        let off = try #require(try FedDistillCommand.parseAsRoot(["simulate", "--dp-epsilon", "off", "--min-records-per-class", "0"]) as? SimulateCommand)
+        #expect(SimulateCommand.epsilon(off.dpEpsilon) == .some(nil))
+        #expect(throws: (any Error).self) { _ = try FedDistillCommand.parseAsRoot(["simulate", "--dp-epsilon", "nope"]) }
     }
 
     @Test func trainParsesItsOptions() throws {

@@ -44,6 +44,9 @@ struct FaultToleranceTests {
             // The subject here is fault handling. The privacy gate may rightly refuse a set distilled from a partition
             // this small (see docs/privacy.md), which would change the quorum arithmetic; it has its own tests.
             "--privacy-gate", "false",
+            // Digits partitions hold a few dozen records per class: below a node's default minimum, and too small
+            // for its default DP budget to leave a usable set.
+            "--dp-epsilon", "off", "--min-records-per-class", "0",
         ] + extra, environment: ["FEDDISTILL_THREADS": "1"])
     }
 
@@ -76,7 +79,7 @@ struct FaultToleranceTests {
         let port = try await port(of: server)
         let impostor = try ChildProcess("impostor", [
             "node", "--node-id", "node-a", "--coordinator", "127.0.0.1:\(port)", "--credentials-dir", foreign,
-            "--width", "8", "--privacy-gate", "false",
+            "--width", "8", "--privacy-gate", "false", "--dp-epsilon", "off", "--min-records-per-class", "0",
         ], environment: ["FEDDISTILL_NODE_MAX_ATTEMPTS": "1"])
         #expect(await impostor.waitForExit() != 0, "\(impostor.output)")
         // node-c is asked for far more iterations than it will live through.

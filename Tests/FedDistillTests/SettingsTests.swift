@@ -94,6 +94,28 @@ struct SettingsTests {
         #expect(message.contains("coordinator must be HOST:PORT, got 'host'"), "\(message)")
     }
 
+    /// A node distills with DP-DM at the default ε and withholds small classes unless told otherwise; `off` (flag,
+    /// environment, or the file's "off"/null) turns differential privacy off; a negative minimum is refused.
+    @Test func nodePrivacyDefaultsAndTheirOptOut() throws {
+        let defaults = try NodeConfiguration(flags: [:], configFile: nil, environment: [:])
+        #expect(defaults.dpEpsilon == NodeConfiguration.defaultDPEpsilon && defaults.minRecordsPerClass == NodeConfiguration.defaultMinRecordsPerClass)
+        let flags = try NodeConfiguration(flags: ["dp_epsilon": "off", "min_records_per_class": "0"], configFile: nil, environment: [:])
+        #expect(flags.dpEpsilon == nil && flags.minRecordsPerClass == 0)
+        let environment = try NodeConfiguration(flags: [:], configFile: nil, environment: ["FEDDISTILL_NODE_DP_EPSILON": "OFF"])
+        #expect(environment.dpEpsilon == nil)
+        for text in [#"{"dp_epsilon": null}"#, #"{"dp_epsilon": "off"}"#, #"{"dp_epsilon": 2}"#] {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("node-\(UUID().uuidString).json").path
+            try Data(text.utf8).write(to: URL(fileURLWithPath: file))
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let configuration = try NodeConfiguration(flags: [:], configFile: file, environment: [:])
+            #expect(configuration.dpEpsilon == (text.contains("2") ? 2 : nil), "\(text)")
+        }
+        let word = failure { _ = try NodeConfiguration(flags: ["dp_epsilon": "none"], configFile: nil, environment: [:]) }
+        #expect(word == "setting dp_epsilon (flag --dp-epsilon): must be a finite number or off, got 'none'", "\(word)")
+        let negative = failure { _ = try NodeConfiguration(flags: ["min_records_per_class": "-1"], configFile: nil, environment: [:]) }
+        #expect(negative.contains("min_records_per_class") && negative.contains("must be in 0..."), "\(negative)")
+    }
+
     @Test func nodeRangesAreCheckedWhereTheyAreRead() {
         let nodes = failure { _ = try NodeConfiguration(flags: ["partition_nodes": "0"], configFile: nil, environment: [:]) }
         #expect(nodes == "setting partition_nodes (flag --partition-nodes): must be in 1..., got 0", "\(nodes)")

@@ -55,6 +55,9 @@ struct FederatedRoundTests {
         configuration.width = 8
         configuration.stateDirectory = root + "/nodes"
         configuration.seed = UInt64(index)
+        // Digits partitions: a few dozen records per class, below the default minimum and its DP budget's reach.
+        configuration.dpEpsilon = nil
+        configuration.minRecordsPerClass = 0
         return configuration
     }
 

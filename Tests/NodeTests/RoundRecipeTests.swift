@@ -115,4 +115,32 @@ struct RoundRecipeTests {
         round.recipeJson = "{\"method\": \"dm\"}"
         #expect(throws: NodeError.self) { try NodeRunner(configuration: node, logger: Logger(label: "test")).recipe(for: round) }
     }
+
+    /// A node shares only the classes it holds at least `minRecordsPerClass` records of (counted after the gate's
+    /// 20% hold-out), withholds the rest from both its members and its held-out records, and refuses with a message
+    /// naming its largest class when none qualifies; 0 shares every class held.
+    @Test func nodeSharesOnlyClassesAboveTheMinimum() throws {
+        // Class c holds 100·c records (class 0 none): after the hold-out about 80·c to distill from.
+        let labels = (0..<4).flatMap { c in Array(repeating: c, count: 100 * c) }
+        let train = LabeledImages(images: Tensor(shape: [labels.count, 1, 2, 2]), labels: labels, classCount: 4)
+        var node = NodeConfiguration()
+        #expect(node.dpEpsilon == NodeConfiguration.defaultDPEpsilon && node.minRecordsPerClass == NodeConfiguration.defaultMinRecordsPerClass)
+        node.minRecordsPerClass = 200
+        let records = try NodeRunner.privateRecords(configuration: node, train: train, scheme: .iid)
+        #expect(records.classes == [3] && records.withheld == [1, 2])
+        #expect(Set(records.members.labels) == [3] && Set(records.heldOut.labels) == [3])
+        #expect(records.members.count + records.heldOut.count == 300 && records.heldOut.count > 0)
+        node.minRecordsPerClass = 0
+        let all = try NodeRunner.privateRecords(configuration: node, train: train, scheme: .iid)
+        #expect(all.classes == [1, 2, 3] && all.withheld.isEmpty && all.members.count + all.heldOut.count == 600 && all.heldOut.count == 120)
+        node.minRecordsPerClass = 400
+        do {
+            _ = try NodeRunner.privateRecords(configuration: node, train: train, scheme: .iid)
+            Issue.record("a node with no class of 400 records started")
+        } catch {
+            let message = String(describing: error)
+            #expect(message.contains("at most \(all.members.classCounts().max() ?? 0) of a class") && message.contains("min_records_per_class is 400"),
+                    "\(message)")
+        }
+    }
 }

@@ -7,14 +7,16 @@ struct AuditCommand: ParsableCommand {
         commandName: "audit", abstract: "Membership-inference audit of a shared synthetic set.",
         discussion: """
             Members are the private records the set was distilled from; non-members are held-out records of the same \
-            distribution. A SPEC is DATASET:SPLIT[:FIRST-LAST] (e.g. digits:train:0-200, indices FIRST..<LAST) or \
-            @FILE.safetensors. Attacks: dcr, dcr_embedding, loss, lira (shadow distillations with the set's method \
+            distribution. A SPEC is DATASET:SPLIT[:FIRST-LAST[@SEED]] (e.g. digits:train:0-200, indices FIRST..<LAST; with \
+            @SEED, of the split shuffled with that seed, as `distill --train-range` takes them) or @FILE.safetensors. \
+            Take members and non-members from one shuffled order (mnist:train:0-6000@1 and mnist:train:6000-12000@1): \
+            consecutive ranges of MNIST's stored order differ enough that an audit tells them apart. Attacks: dcr, dcr_embedding, loss, lira (shadow distillations with the set's method \
             settings). The same attacks run against a model trained directly on the members. Exit status: 0 pass, \
             3 fail (some attack beats chance), other non-zero on error.
             """)
 
     @Option(help: "The synthetic set (safetensors).") var set: String
-    @Option(help: "Member records: DATASET:SPLIT[:FIRST-LAST] or @FILE.safetensors.") var members: String
+    @Option(help: "Member records: DATASET:SPLIT[:FIRST-LAST[@SEED]] or @FILE.safetensors.") var members: String
     @Option(help: "Non-member records, same forms.") var nonmembers: String
     @Option(help: "Comma-separated attacks: dcr, dcr_embedding, loss, lira.") var attacks = "dcr,dcr_embedding,loss"
     @Option(help: "Shadow distillations for LiRA.") var shadows = 8
@@ -58,7 +60,7 @@ struct AuditCommand: ParsableCommand {
         if spec.hasPrefix("@") { return try SyntheticSet.read(String(spec.dropFirst())).trainingData }
         let parts = spec.split(separator: ":").map(String.init)
         guard parts.count == 2 || parts.count == 3, ["train", "test"].contains(parts[1]) else {
-            throw CommandFailure("record spec '\(spec)' must be DATASET:train|test[:FIRST-LAST] or @FILE")
+            throw CommandFailure("record spec '\(spec)' must be DATASET:train|test[:FIRST-LAST[@SEED]] or @FILE")
         }
         let splits = try data.store.load(parts[0])
         let split = parts[1] == "train" ? splits.train : splits.test

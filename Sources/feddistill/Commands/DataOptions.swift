@@ -18,12 +18,21 @@ struct CommandFailure: Error, CustomStringConvertible {
 }
 
 extension LabeledImages {
-    /// The records FIRST..<LAST, written "FIRST-LAST"; `what` names the setting in the error.
+    /// The records FIRST..<LAST, written "FIRST-LAST", or FIRST..<LAST of the split shuffled with a seed, written
+    /// "FIRST-LAST@SEED" (the same seed gives the same order in every command, so two ranges of one shuffled order are
+    /// an exchangeable member/non-member split; consecutive ranges of MNIST's stored order are not). `what` names
+    /// the setting in the error.
     func records(inRange text: String, what: String) throws -> LabeledImages {
-        let bounds = text.split(separator: "-").compactMap { Int($0) }
-        guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= count else {
-            throw CommandFailure("\(what) must be FIRST-LAST within 0...\(count)")
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        let bounds = parts[0].split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count <= 2, bounds.count == 2, let first = bounds[0], let last = bounds[1], first >= 0, first < last, last <= count else {
+            throw CommandFailure("\(what) must be FIRST-LAST or FIRST-LAST@SEED within 0...\(count)")
         }
-        return subset(Array(bounds[0]..<bounds[1]))
+        guard parts.count == 2 else { return subset(Array(first..<last)) }
+        guard let seed = UInt64(parts[1]) else {
+            throw CommandFailure("\(what): the shuffle seed after '@' must be a non-negative integer, got '\(parts[1])'")
+        }
+        var rng = RandomSource(seed: seed ^ 0x5EED_9001)
+        return subset(Array(rng.permutation(count)[first..<last]))
     }
 }

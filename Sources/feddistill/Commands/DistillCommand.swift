@@ -56,7 +56,7 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .customLong("dp-delta"), help: "δ of the DP guarantee.") var dpDelta = 1e-5
     @Option(name: .customLong("dp-clip"), help: "Bound on each record's embedding deviation from its public reference: the class's synthetic mean (plain DP-DM) or the mean of noise images (a bank); default 0.03·√features for 1×1 final maps, else 0.2·√features (a bank: 0.035 and 0.4).") var dpClip: Float?
     @Option(name: .customLong("train-range"),
-            help: "Distill from training records FIRST..<LAST only (e.g. 0-1000: the members of a later audit).")
+            help: "Distill from training records FIRST..<LAST only; FIRST-LAST@SEED takes them from the split shuffled with SEED (e.g. 0-1000@1: the members of a later audit, whose non-members are 1000-2000@1).")
     var trainRange: String?
     @Option(name: .customLong("snapshot-every"),
             help: "dm: also write the set after every N iterations, as OUT with -itN before the extension (for accuracy-vs-iterations curves).")

@@ -169,6 +169,7 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(name: Self.table.name("privacy_gate_alpha"), help: Self.table.help("privacy_gate_alpha")) var privacyGateAlpha: String?
     @Option(name: Self.table.name("dp_epsilon"), help: Self.table.help("dp_epsilon")) var dpEpsilon: String?
     @Option(name: Self.table.name("dp_delta"), help: Self.table.help("dp_delta")) var dpDelta: String?
+    @Option(name: Self.table.name("min_records_per_class"), help: Self.table.help("min_records_per_class")) var minRecordsPerClass: String?
     @Option(name: Self.table.name("rounds"), help: Self.table.help("rounds")) var rounds: String?
     @Flag(help: "Print machine-readable progress lines on stdout.") var progress = false
     @OptionGroup var compute: ComputeOptions
@@ -198,6 +199,7 @@ struct NodeCommand: AsyncParsableCommand {
             "privacy_gate_alpha": privacyGateAlpha,
             "dp_epsilon": dpEpsilon,
             "dp_delta": dpDelta,
+            "min_records_per_class": minRecordsPerClass,
             "rounds": rounds,
         ]
     }

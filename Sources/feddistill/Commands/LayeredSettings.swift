@@ -60,6 +60,24 @@ extension SettingType where Value == Double {
     }
 }
 
+extension SettingType where Value == Double? {
+    /// A finite number, or `off` (nil): as text `off`; in the file a number, `"off"` or null.
+    static var numberOrOff: Self {
+        .init(expected: "a finite number or off", text: { text -> Double?? in
+            if text.lowercased() == "off" { return .some(nil) }
+            return Double(text).flatMap { $0.isFinite ? .some($0) : nil }
+        }, json: { value -> Double?? in
+            switch value {
+            case let .integer(v): .some(Double(v))
+            case let .number(v): v.isFinite ? .some(v) : nil
+            case .null: .some(nil)
+            case let .string(text) where text.lowercased() == "off": .some(nil)
+            default: nil
+            }
+        })
+    }
+}
+
 extension SettingType where Value == Bool {
     /// `true`/`false`/`1`/`0`/`yes`/`no` as text; a JSON boolean in the file.
     static var boolean: Self {
@@ -360,7 +378,15 @@ extension NodeConfiguration {
                     \.maxTPRAt1PercentFPR),
             Setting("privacy_gate_alpha", .number, in: 0.0001...0.5, help: "Privacy gate: the chance it refuses a set that leaks nothing (family-wise over its tests; default 0.005).",
                     \.privacyGateAlpha),
-            Setting("dp_epsilon", .number, help: "Distill with differential privacy (DP-DM) at this ε.", \.dpEpsilon),
+            Setting("dp_epsilon", .numberOrOff,
+                    help: "Distill with differential privacy (DP-DM, a private statistics bank) at this ε, or off (default \(NodeConfiguration.defaultDPEpsilon)).") {
+                configuration, value in
+                configuration.dpEpsilon = value
+                return nil
+            },
+            Setting("min_records_per_class", .integer, in: 0...Int.max,
+                    help: "Share only classes with at least this many records to distill from; with none, refuse to start (default \(NodeConfiguration.defaultMinRecordsPerClass); 0: every class).",
+                    \.minRecordsPerClass),
             Setting("dp_delta", .number, help: "δ of the DP guarantee (default 1e-5).", \.dpDelta),
         ])
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Distill
 import FederationProtocol
 import Foundation
+import Node
 import Synchronization
 
 struct SimulateCommand: ParsableCommand {
@@ -13,7 +14,10 @@ struct SimulateCommand: ParsableCommand {
             global accuracy next to the baselines (union of node sets, centralized DM on the pooled data). With \
             --rounds N the same coordinator and nodes run N rounds one after the other (with --refine, each round's \
             nodes start from the previous global set) and a table shows the accuracy of every round. Exits non-zero \
-            when a round fails.
+            when a round fails. The nodes keep a node's privacy defaults (DP-DM at ε = \(NodeConfiguration.defaultDPEpsilon), \
+            classes with fewer than \(NodeConfiguration.defaultMinRecordsPerClass) records to distill from withheld): a \
+            partition with no such class is refused before anything starts. On public data (the embedded digits hold \
+            about 180 records per class in all) --dp-epsilon off --min-records-per-class 0 simulates without them.
             """)
 
     @Option(help: "Number of nodes.") var nodes = 4
@@ -27,7 +31,10 @@ struct SimulateCommand: ParsableCommand {
     @Option(name: .customLong("eval-models"), help: "Models per evaluation.") var evalModels = 3
     @Option(name: .customLong("eval-epochs"), help: "Epochs per evaluation model.") var evalEpochs = 300
     @Flag(name: .customLong("no-centralized-baseline"), help: "Skip the centralized DM baseline.") var noCentralized = false
-    @Option(name: .customLong("dp-epsilon"), help: "Nodes distill with differential privacy (DP-DM) at this ε.") var dpEpsilon: Double?
+    @Option(name: .customLong("dp-epsilon"), help: "Nodes distill with differential privacy (DP-DM) at this ε, or off.")
+    var dpEpsilon = "\(NodeConfiguration.defaultDPEpsilon)"
+    @Option(name: .customLong("min-records-per-class"), help: "Nodes share only classes with at least this many records to distill from (0: every class).")
+    var minRecordsPerClass = NodeConfiguration.defaultMinRecordsPerClass
     @Option(help: "Random seed (partitions, distillation).") var seed: UInt64 = 0
     @Option(help: "Rounds the coordinator and the nodes run one after the other (round r: node seeds + r − 1).") var rounds = 1
     @Flag(help: "Multi-round refinement: from the second round on, nodes start from the previous round's global set.") var refine = false
@@ -45,11 +52,40 @@ struct SimulateCommand: ParsableCommand {
         }
         let descriptor = try DatasetCatalog.descriptor(named: dataset)
         if let problem = MultiFormation.problem(factor: formation, imageShape: descriptor.imageShape) { throw ValidationError("--formation \(problem)") }
-        if let dpEpsilon, let problem = PrivacyBudget(epsilon: dpEpsilon).problem { throw ValidationError("--dp-epsilon: \(problem)") }
+        guard let epsilon = Self.epsilon(dpEpsilon) else { throw ValidationError("--dp-epsilon must be a number or off, got '\(dpEpsilon)'") }
+        if let epsilon, let problem = PrivacyBudget(epsilon: epsilon).problem { throw ValidationError("--dp-epsilon: \(problem)") }
+        guard minRecordsPerClass >= 0 else { throw ValidationError("--min-records-per-class must be ≥ 0") }
+    }
+
+    /// `off` → nil, a finite number → itself, anything else → nil (outer).
+    static func epsilon(_ text: String) -> Double?? {
+        if text.lowercased() == "off" { return .some(nil) }
+        return Double(text).flatMap { $0.isFinite ? .some($0) : nil }
+    }
+
+    /// Every node's configuration as the simulation starts it, checked before any process starts: a node whose
+    /// partition holds no class with `minRecordsPerClass` records to distill from would refuse to start.
+    func checkPartitions(train: LabeledImages) throws {
+        guard let scheme = PartitionScheme(partition) else { return }
+        for index in 0..<nodes {
+            var node = NodeConfiguration()
+            node.nodeID = "node-\(index + 1)"
+            (node.partition, node.partitionNodes, node.partitionIndex, node.partitionSeed) = (partition, nodes, index, seed)
+            node.seed = seed &+ UInt64(index) &+ 1
+            node.minRecordsPerClass = minRecordsPerClass
+            do { _ = try NodeRunner.privateRecords(configuration: node, train: train, scheme: scheme) } catch {
+                throw CommandFailure("\(error)\nFor a simulation on public data: --dp-epsilon off --min-records-per-class 0.")
+            }
+        }
     }
 
     func run() throws {
         if !data.store.isAvailable(dataset) { throw CommandFailure(DatasetError.notFetched(dataset: dataset, directory: data.store.directory)) }
+        if minRecordsPerClass > 0 {
+            do { try checkPartitions(train: try data.store.load(dataset).train) } catch let failure as CommandFailure { throw failure } catch {
+                throw CommandFailure(error)
+            }
+        }
         let start = Date()
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-sim-\(UUID().uuidString)").path
         defer { if !keep { try? FileManager.default.removeItem(atPath: root) } }
@@ -84,7 +120,8 @@ struct SimulateCommand: ParsableCommand {
                 "--partition", partition, "--partition-nodes", "\(nodes)", "--partition-index", "\(index)", "--partition-seed",
                 "\(seed)", "--width", "\(width)", "--seed", "\(seed &+ UInt64(index) &+ 1)", "--state-dir", root + "/nodes", "--progress",
                 "--threads", "1", "--rounds", "\(rounds)",
-            ] + (dpEpsilon.map { ["--dp-epsilon", "\($0)"] } ?? []) + dataArguments, log: root + "/\(node).log") { line in
+                "--dp-epsilon", dpEpsilon, "--min-records-per-class", "\(minRecordsPerClass)",
+            ] + dataArguments, log: root + "/\(node).log") { line in
                 let fields = line.split(separator: " ")
                 if fields.count == 4, fields[0] == "progress" {
                     // The node's own phases, and once it has submitted, the coordinator's (merge, evaluation) as it reports them.
@@ -187,6 +224,8 @@ struct SimulateCommand: ParsableCommand {
             report["seconds"] = total
             report["dataset"] = dataset
             report["partition"] = partition
+            report["dp_epsilon"] = Self.epsilon(dpEpsilon)?.map { $0 as Any } ?? "off"
+            report["min_records_per_class"] = minRecordsPerClass
             if results.count > 1 {
                 report["rounds"] = results
                 report["refine"] = refine
