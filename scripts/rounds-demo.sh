@@ -52,7 +52,7 @@ echo "coordinator on 127.0.0.1:$port, dashboard http://127.0.0.1:$dashboard/ ($r
 for i in "${!nodes[@]}"; do
     "$bin" node --node-id "${nodes[i]}" --coordinator "127.0.0.1:$port" --credentials-dir "$certs" --dataset digits \
         --partition dirichlet:0.5 --partition-nodes "${#nodes[@]}" --partition-index "$i" --seed "$((i + 1))" \
-        --state-dir "$work/nodes" --rounds 0 --privacy-gate false --threads 1 >"$work/${nodes[i]}.out" 2>"$work/${nodes[i]}.log" &
+        --state-dir "$work/nodes" --rounds 0 --privacy-gate false --dp-epsilon off --min-records-per-class 0 --threads 1 >"$work/${nodes[i]}.out" 2>"$work/${nodes[i]}.log" &
     pids+=($!)
 done
 

@@ -383,8 +383,9 @@ public actor RoundCoordinator {
         }
     }
 
-    /// A node will not submit in this round (its privacy gate refused the set): recorded, announced to watchers, and
-    /// the round stops waiting for it. A node that already submitted cannot take its set back.
+    /// A node will not submit in this round (its privacy gate refused the set, or it cannot run the round's recipe with
+    /// its settings; the reason starts with "privacy gate" for the first): recorded, announced to watchers, and the
+    /// round stops waiting for it. A node that already submitted cannot take its set back.
     func decline(node: String, roundID: UInt64, reason: String) throws {
         guard roundID == configuration.roundID else {
             throw RPCError(code: .failedPrecondition, message: "round \(roundID) is not the current round (\(configuration.roundID))")
@@ -398,9 +399,11 @@ public actor RoundCoordinator {
         let safeReason = PeerText.escaped(reason, maxCharacters: 200)
         let now = Int64(clock.now().timeIntervalSince1970)
         try database.nodeSeen(node, atUnixSeconds: now)
-        try database.setNode(.init(nodeID: node, state: .declined, gate: "refused", detail: safeReason, atUnixSeconds: now),
+        // The gate column and metric count privacy-gate refusals only (the reason is the peer's text: a label, no more).
+        let gateRefused = reason.hasPrefix("privacy gate")
+        try database.setNode(.init(nodeID: node, state: .declined, gate: gateRefused ? "refused" : "", detail: safeReason, atUnixSeconds: now),
                              round: configuration.roundID)
-        metrics.gate("refused")
+        if gateRefused { metrics.gate("refused") }
         logger.notice("node declined the round", metadata: ["node.id": "\(PeerText.escaped(node))", "reason": "\(safeReason)"])
         publish {
             $0.nodeRejected.nodeID = node

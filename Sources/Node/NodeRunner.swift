@@ -132,8 +132,8 @@ public struct NodeRunner: Sendable {
                     lastRound = max(lastRound, report.roundID)
                 } catch let NodeError.declined(round, reason) {
                     lastRound = max(lastRound, round)
-                    guard config.rounds != 1 else { throw NodeError.privacyGate(reason) }
-                    logger.error("privacy gate refused this round's set; waiting for the next round",
+                    guard config.rounds != 1 else { throw NodeError.notSent(reason) }
+                    logger.error("declined this round (\(reason.hasPrefix("privacy gate") ? "privacy gate" : "recipe")); waiting for the next round",
                                  metadata: ["node.id": "\(config.nodeID)", "round.id": "\(round)"])
                 }
                 taken += 1
@@ -180,11 +180,10 @@ public struct NodeRunner: Sendable {
                 public data only, set min_records_per_class 0 (--min-records-per-class 0).
                 """)
         }
-        if classes.count < held.count {
-            let keep = Set(classes)
-            members = members.subset(members.labels.indices.filter { keep.contains(members.labels[$0]) })
-            heldOut = heldOut.subset(heldOut.labels.indices.filter { keep.contains(heldOut.labels[$0]) })
-        }
+        // Held-out records only of shared classes too (a class whose few records all fell into the hold-out is not shared).
+        let keep = Set(classes)
+        if classes.count < held.count { members = members.subset(members.labels.indices.filter { keep.contains(members.labels[$0]) }) }
+        heldOut = heldOut.subset(heldOut.labels.indices.filter { keep.contains(heldOut.labels[$0]) })
         return PrivateRecords(members: members, heldOut: heldOut, classes: classes, withheld: held.filter { counts[$0] < config.minRecordsPerClass })
     }
 
@@ -236,7 +235,12 @@ public struct NodeRunner: Sendable {
             throw NodeError.invalid("round expects \(round.datasetName) \(round.imageShape), this node holds \(config.dataset)")
         }
         let recipient = try SealingPublicKey(rawRepresentation: Array(joined.sealingPublicKey))
-        let recipe = try recipe(for: round)
+        let recipe: DistillationRecipe
+        do { recipe = try self.recipe(for: round) } catch {
+            // A round this node cannot take part in with its settings (say, a method DP-DM does not cover): tell the
+            // coordinator, so that the round stops waiting for it.
+            try await decline(round: round.roundID, reason: "recipe: \(error)", federation: federation)
+        }
         let startImages = round.startFromRound > 0
             ? await refinementStart(round: round, recipe: recipe, data: data, federation: federation, progress: progress)
             : nil
@@ -254,14 +258,7 @@ public struct NodeRunner: Sendable {
             guard passed else {
                 logger.error("privacy gate blocked the submission", metadata: ["node.id": "\(config.nodeID)", "reason": "\(reason)"])
                 // Tell the coordinator, so that the round stops waiting for this node; the set itself stays here.
-                var decline = Feddistill_V1_DeclineRequest()
-                decline.nodeID = config.nodeID
-                decline.roundID = round.roundID
-                decline.reason = "privacy gate: " + reason
-                do { _ = try await retrying("decline") { try await federation.decline(decline) } } catch {
-                    logger.notice("could not tell the coordinator that this node declines the round", metadata: ["error": "\(error)"])
-                }
-                throw NodeError.declined(round: round.roundID, reason: reason)
+                try await decline(round: round.roundID, reason: "privacy gate: " + reason, federation: federation)
             }
         }
         let envelope = try SealedEnvelope.seal(
@@ -304,6 +301,19 @@ public struct NodeRunner: Sendable {
                                                options: .atomic)
         progress?("done", 1, 1)
         return report
+    }
+
+    /// Tells the coordinator this node declines `round` (so the round stops waiting for it), then throws
+    /// ``NodeError/declined(round:reason:)``.
+    private func decline(round: UInt64, reason: String, federation: Feddistill_V1_Federation.Client<some ClientTransport>) async throws -> Never {
+        var decline = Feddistill_V1_DeclineRequest()
+        decline.nodeID = configuration.nodeID
+        decline.roundID = round
+        decline.reason = reason
+        do { _ = try await retrying("decline") { try await federation.decline(decline) } } catch {
+            logger.notice("could not tell the coordinator that this node declines the round", metadata: ["error": "\(error)"])
+        }
+        throw NodeError.declined(round: round, reason: reason)
     }
 
     /// A coordinator's step name as one progress word (letters, digits and '-' only; it is the coordinator's text).
@@ -446,16 +456,18 @@ public struct NodeRunner: Sendable {
 /// Node configuration errors.
 public enum NodeError: Error, CustomStringConvertible {
     case invalid(String)
-    /// The privacy gate refused to send the set.
-    case privacyGate(String)
-    /// The privacy gate refused this round's set; the node told the coordinator it declines the round.
+    /// The node did not send a set (its privacy gate refused it, or it cannot run the round's recipe); the reason
+    /// names which.
+    case notSent(String)
+    /// The node declined the round (privacy gate, or a recipe it cannot run) and told the coordinator; the reason
+    /// starts with which.
     case declined(round: UInt64, reason: String)
 
     public var description: String {
         switch self {
         case let .invalid(message): message
-        case let .privacyGate(reason): "privacy gate: the set was not sent: \(reason)"
-        case let .declined(round, reason): "privacy gate: the set of round \(round) was not sent: \(reason)"
+        case let .notSent(reason): "the set was not sent: \(reason)"
+        case let .declined(round, reason): "round \(round) declined, the set was not sent: \(reason)"
         }
     }
 }

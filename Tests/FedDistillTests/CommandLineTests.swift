@@ -86,8 +86,8 @@ struct CommandLineTests {
         let command = try #require(try FedDistillCommand.parseAsRoot(["simulate", "--dataset", "digits", "--nodes", "4"]) as? SimulateCommand)
         #expect(command.minRecordsPerClass == NodeConfiguration.defaultMinRecordsPerClass)
         do {
-            try command.run()
-            Issue.record("simulate started nodes below the minimum")
+            try command.checkPartitions(train: try DatasetStore.resolve(explicit: nil).load("digits").train)
+            Issue.record("simulate accepted partitions below the minimum")
         } catch {
             let message = String(describing: error)
             #expect(message.contains("min_records_per_class is \(NodeConfiguration.defaultMinRecordsPerClass)")

@@ -153,6 +153,39 @@ struct FederatedRoundTests {
         }
     }
 
+    /// A node at its default DP budget cannot run a round of another method (DP covers dm only): it declines the round
+    /// with the reason, and the coordinator stops waiting for it (the round closes long before its 30-minute deadline).
+    @Test(.timeLimit(.minutes(2))) func aNodeThatCannotRunTheRecipeDeclinesTheRound() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try provision(nodes: ["node-a"])
+        let logger = Logger(label: "test")
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        var herding = coordinatorConfiguration(nodes: ["node-a"])
+        herding.method = "herding"
+        let configuration = herding
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                _ = try? await CoordinatorServer.run(configuration: configuration, logger: logger, shutdownSignals: []) { portContinuation.yield($0) }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            var node = nodeConfiguration("node-a", index: 0, port: port)
+            node.dpEpsilon = NodeConfiguration.defaultDPEpsilon
+            do {
+                _ = try await NodeRunner(configuration: node, logger: logger).run()
+                Issue.record("a DP node ran a herding round")
+            } catch let error as NodeError {
+                #expect(error.description.contains("recipe:") && error.description.contains("dm only"), "\(error)")
+            }
+            // The coordinator ends the round (and, exiting after it, returns) without waiting for the deadline.
+            try await group.next()
+            let stored = try CoordinatorDatabase(stateDirectory: root + "/coordinator")
+            #expect(try stored.records(round: 1).isEmpty, "nothing reached the coordinator")
+            let entry = try #require(try stored.nodes(inRound: 1)["node-a"])
+            #expect(entry.state == .declined && entry.gate.isEmpty && entry.detail.hasPrefix("recipe:"), "\(entry)")
+        }
+    }
+
     /// A node that lost its receipt sends the same bytes again and is stored once; a different envelope from the same
     /// node is refused; a revoked node is refused at join, submit and status; the round is unaffected throughout.
     @Test(.timeLimit(.minutes(2))) func resubmissionIsIdempotentAndARevokedNodeIsRefused() async throws {

@@ -16,8 +16,8 @@ struct SimulateCommand: ParsableCommand {
             nodes start from the previous global set) and a table shows the accuracy of every round. Exits non-zero \
             when a round fails. The nodes keep a node's privacy defaults (DP-DM at ε = \(NodeConfiguration.defaultDPEpsilon), \
             classes with fewer than \(NodeConfiguration.defaultMinRecordsPerClass) records to distill from withheld): a \
-            partition with no such class is refused before anything starts. On public data (the embedded digits hold \
-            about 180 records per class in all) --dp-epsilon off --min-records-per-class 0 simulates without them.
+            partition with no such class is refused before anything starts. On public data (the embedded digits' training \
+            split holds about 144 records per class in all) --dp-epsilon off --min-records-per-class 0 simulates without them.
             """)
 
     @Option(help: "Number of nodes.") var nodes = 4
