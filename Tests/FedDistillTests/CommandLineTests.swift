@@ -80,6 +80,16 @@ struct CommandLineTests {
         }
     }
 
+    /// `audit` warns when members and non-members are ranges of one split's stored order or come from two splits of one
+    /// dataset, and only then.
+    @Test func auditWarnsAboutStoredOrderRanges() {
+        #expect(AuditCommand.orderWarning(members: "mnist:train:0-1000", nonMembers: "mnist:train:1000-2000")?.contains("@SEED") == true)
+        #expect(AuditCommand.orderWarning(members: "mnist:train:0-1000@1", nonMembers: "mnist:train:1000-2000@1") == nil)
+        #expect(AuditCommand.orderWarning(members: "mnist:train:0-1000@2", nonMembers: "mnist:test:0-1000@2")?.contains("different splits") == true)
+        #expect(AuditCommand.orderWarning(members: "mnist:train:0-1000", nonMembers: "digits:train:0-1000") == nil)
+        #expect(AuditCommand.orderWarning(members: "@members.safetensors", nonMembers: "mnist:train:0-1000") == nil)
+    }
+
     /// `simulate` keeps a node's privacy defaults and refuses, before it starts any process, partitions that hold no
     /// class with the minimum records (the digits' nodes hold a few dozen); `--dp-epsilon` takes `off`.
     @Test func simulateRefusesPartitionsBelowTheMinimum() throws {

@@ -56,6 +56,32 @@ struct AuditCommand: ParsableCommand {
         return recipe
     }
 
+    /// A warning when members and non-members are ranges of one split's stored order (no `@SEED`): such ranges are not
+    /// exchangeable in MNIST (an audit tells them apart for a set that saw neither; docs/privacy.md), nor across
+    /// writer-ordered splits in general.
+    static func orderWarning(members: String, nonMembers: String) -> String? {
+        func storedRange(_ spec: String) -> String? {
+            let parts = spec.split(separator: ":")
+            guard !spec.hasPrefix("@"), parts.count == 3, !parts[2].contains("@") else { return nil }
+            return parts[0 ..< 2].joined(separator: ":")
+        }
+        let dataset = { (spec: String) in spec.hasPrefix("@") ? nil : spec.split(separator: ":").first.map(String.init) }
+        let split = { (spec: String) in spec.split(separator: ":").dropFirst().first.map(String.init) }
+        if let name = dataset(members), name == dataset(nonMembers), split(members) != split(nonMembers) {
+            return """
+                warning: members and non-members come from different splits of \(name); a dataset's splits can differ by \
+                writer or source, so a failed verdict may be the split, not membership. Take both from one shuffled \
+                order of one split: FIRST-LAST@SEED.
+                """
+        }
+        guard let split = storedRange(members), split == storedRange(nonMembers) else { return nil }
+        return """
+            warning: members and non-members are ranges of \(split) in its stored order; that order groups records (in MNIST \
+            an audit tells two ranges apart even for a set that saw neither), so a failed verdict may be the order, not \
+            membership. Take both from one shuffled order: FIRST-LAST@SEED, with the set distilled from the members' range.
+            """
+    }
+
     func records(_ spec: String) throws -> LabeledImages {
         if spec.hasPrefix("@") { return try SyntheticSet.read(String(spec.dropFirst())).trainingData }
         let parts = spec.split(separator: ":").map(String.init)
@@ -90,6 +116,7 @@ struct AuditCommand: ParsableCommand {
         do { _ = try Distiller.calibration(recipe: shadowRecipe, data: memberRecords, descriptor: descriptor) } catch {
             throw CommandFailure("shadow recipe: \(error)")
         }
+        if let warning = Self.orderWarning(members: members, nonMembers: nonmembers) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
         print("shadow recipe (\(metadata.recipe == nil ? "the set has none: DM defaults" : "the set's own")): \(shadowRecipe.json())")
         let network = shadowRecipe.network.configuration(imageShape: metadata.imageShape, classCount: metadata.classCount)
         var options = MembershipAudit.Options(network: network, augmentation: nil)
