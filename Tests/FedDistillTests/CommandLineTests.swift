@@ -25,6 +25,8 @@ struct CommandLineTests {
 
     @Test func unknownOptionsAreUsageErrors() {
         let distill = ["distill", "--out", "x.safetensors"]
+        let audit = ["audit", "--set", "s.safetensors", "--members", "digits:train:0-10@1", "--nonmembers", "digits:train:10-20@1"]
+        #expect((try? FedDistillCommand.parseAsRoot(audit + ["--alpha", "0.005", "--permutations", "4000"])) is AuditCommand)
         for arguments in [["train", "--bogus"], ["datasets", "info"], ["bench", "--batch", "zero"], ["nonsense"],
                           ["train", "--subset", "all:3"], ["train", "--threads", "0"], ["train", "--norm", "weird"],
                           distill + ["--dp-epsilon", "1", "--init", "real"], distill + ["--dp-epsilon", "1", "--method", "dc"],
@@ -33,7 +35,9 @@ struct CommandLineTests {
                           distill + ["--snapshot-every", "5", "--method", "random"], ["simulate", "--dp-epsilon=-2"],
                           ["status", "--coordinator", "h:1", "--name", "n", "--service", "feddistill.round"],
                           ["gate-rates", "--kinds", "control,bogus"], ["gate-rates", "--alpha", "0"], ["gate-rates", "--records-per-class", "4"],
-                          ["gate-rates", "--recipe-json", "r.json", "--bank", "3"], ["gate-rates", "--dp-epsilon", "-1"]] {
+                          ["gate-rates", "--recipe-json", "r.json", "--bank", "3"], ["gate-rates", "--dp-epsilon", "-1"],
+                          audit + ["--alpha", "0"], audit + ["--alpha", "1"], audit + ["--permutations", "5"],
+                          ["simulate", "--dp-epsilon", "none"], ["simulate", "--min-records-per-class", "-1"]] {
             #expect(throws: (any Error).self, "\(arguments)") { _ = try FedDistillCommand.parseAsRoot(arguments) }
             do {
                 _ = try FedDistillCommand.parseAsRoot(arguments)

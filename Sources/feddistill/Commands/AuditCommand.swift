@@ -23,6 +23,9 @@ struct AuditCommand: ParsableCommand {
     @Option(name: .customLong("shadow-iterations"), help: "Iterations per shadow distillation (the shadows otherwise repeat the set's own recipe).") var shadowIterations = 100
     @Option(help: "Epochs for the attack models.") var epochs = 100
     @Option(help: "Bootstrap resamples for the confidence intervals.") var resamples = 200
+    @Option(help: "Family-wise significance over every attack's two tests (Bonferroni); the node's gate uses 0.005.") var alpha = 0.05
+    @Option(help: "Label permutations behind each p-value (the smallest p-value is 1/(N+1): below the per-test level alpha/(2·attacks) none can fail; the gate uses 4000).")
+    var permutations = 400
     @Option(help: "Worst case: insert C mislabeled non-member records into the members, distill again (the shadow recipe, --shadow-iterations), and attack the canaries (0: off).")
     var canaries = 0
     @Flag(name: .customLong("no-baseline"), help: "Skip the baseline (the attacks on a model trained directly on the members; its training dominates the audit of a large member set).")
@@ -40,6 +43,9 @@ struct AuditCommand: ParsableCommand {
         }
         guard shadows >= 2, shadowIterations >= 0, epochs > 0, resamples >= 10, canaries >= 0 else {
             throw ValidationError("--shadows ≥ 2, --epochs ≥ 1, --resamples ≥ 10 and --canaries ≥ 0 are required")
+        }
+        guard alpha > 0, alpha < 1, (10...1_000_000).contains(permutations) else {
+            throw ValidationError("--alpha must be in (0, 1) and --permutations in 10...1000000")
         }
     }
 
@@ -125,6 +131,8 @@ struct AuditCommand: ParsableCommand {
         options.shadowIterations = shadowIterations
         options.epochs = epochs
         options.resamples = resamples
+        options.familyWiseAlpha = alpha
+        options.permutations = permutations
         options.seed = seed
         options.includeBaseline = !noBaseline
         var shadowFailure: (any Error)?
@@ -170,8 +178,8 @@ struct AuditCommand: ParsableCommand {
             print("canaries: \(canaries) mislabeled records inside vs \(canaries) outside a set distilled again (worst case; not in the verdict)")
             for (name, metrics) in canaryReport.attacks.sorted(by: { $0.key < $1.key }) { print(line(name, metrics)) }
         }
-        print(String(format: "verdict: %@ (each attack tested at alpha %.4f: 5%% family-wise, Bonferroni)",
-                     passed ? "pass" : "fail", report.alpha))
+        print(String(format: "verdict: %@ (each attack tested at alpha %.4f: %g%% family-wise, Bonferroni; %d permutations)",
+                     passed ? "pass" : "fail", report.alpha, 100 * alpha, permutations))
         if let json {
             var object = report.json()
             if let canaryReport { object["canaries"] = (canaryReport.json()["attacks"] ?? [:]) }
