@@ -384,7 +384,7 @@ public actor RoundCoordinator {
     }
 
     /// A node will not submit in this round (its privacy gate refused the set, or it cannot run the round's recipe with
-    /// its settings; the reason starts with "privacy gate" for the first): recorded, announced to watchers, and the
+    /// its settings; ``DeclineReason`` tells which): recorded, announced to watchers, and the
     /// round stops waiting for it. A node that already submitted cannot take its set back.
     func decline(node: String, roundID: UInt64, reason: String) throws {
         guard roundID == configuration.roundID else {
@@ -400,7 +400,7 @@ public actor RoundCoordinator {
         let now = Int64(clock.now().timeIntervalSince1970)
         try database.nodeSeen(node, atUnixSeconds: now)
         // The gate column and metric count privacy-gate refusals only (the reason is the peer's text: a label, no more).
-        let gateRefused = reason.hasPrefix("privacy gate")
+        let gateRefused = DeclineReason.isPrivacyGate(reason)
         try database.setNode(.init(nodeID: node, state: .declined, gate: gateRefused ? "refused" : "", detail: safeReason, atUnixSeconds: now),
                              round: configuration.roundID)
         if gateRefused { metrics.gate("refused") }

@@ -133,7 +133,7 @@ public struct NodeRunner: Sendable {
                 } catch let NodeError.declined(round, reason) {
                     lastRound = max(lastRound, round)
                     guard config.rounds != 1 else { throw NodeError.notSent(reason) }
-                    logger.error("declined this round (\(reason.hasPrefix("privacy gate") ? "privacy gate" : "recipe")); waiting for the next round",
+                    logger.error("declined this round (\(DeclineReason.isPrivacyGate(reason) ? "privacy gate" : "recipe")); waiting for the next round",
                                  metadata: ["node.id": "\(config.nodeID)", "round.id": "\(round)"])
                 }
                 taken += 1
@@ -239,7 +239,7 @@ public struct NodeRunner: Sendable {
         do { recipe = try self.recipe(for: round) } catch {
             // A round this node cannot take part in with its settings (say, a method DP-DM does not cover): tell the
             // coordinator, so that the round stops waiting for it.
-            try await decline(round: round.roundID, reason: "recipe: \(error)", federation: federation)
+            try await decline(round: round.roundID, reason: DeclineReason.recipe + "\(error)", federation: federation)
         }
         let startImages = round.startFromRound > 0
             ? await refinementStart(round: round, recipe: recipe, data: data, federation: federation, progress: progress)
@@ -258,7 +258,7 @@ public struct NodeRunner: Sendable {
             guard passed else {
                 logger.error("privacy gate blocked the submission", metadata: ["node.id": "\(config.nodeID)", "reason": "\(reason)"])
                 // Tell the coordinator, so that the round stops waiting for this node; the set itself stays here.
-                try await decline(round: round.roundID, reason: "privacy gate: " + reason, federation: federation)
+                try await decline(round: round.roundID, reason: DeclineReason.privacyGate + reason, federation: federation)
             }
         }
         let envelope = try SealedEnvelope.seal(

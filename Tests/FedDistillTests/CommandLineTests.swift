@@ -108,7 +108,7 @@ struct CommandLineTests {
                     && message.contains("--dp-epsilon off --min-records-per-class 0"), "\(message)")
         }
         let off = try #require(try FedDistillCommand.parseAsRoot(["simulate", "--dp-epsilon", "off", "--min-records-per-class", "0"]) as? SimulateCommand)
-        #expect(SimulateCommand.epsilon(off.dpEpsilon) == .some(nil))
+        #expect(numberOrOff(off.dpEpsilon) == .some(nil))
         #expect(throws: (any Error).self) { _ = try FedDistillCommand.parseAsRoot(["simulate", "--dp-epsilon", "nope"]) }
     }
 

@@ -60,13 +60,17 @@ extension SettingType where Value == Double {
     }
 }
 
+/// `off` → nil, a finite number → itself, anything else → nil (the outer optional): `dp_epsilon` and
+/// `simulate --dp-epsilon`.
+func numberOrOff(_ text: String) -> Double?? {
+    if text.lowercased() == "off" { return .some(nil) }
+    return Double(text).flatMap { $0.isFinite ? .some($0) : nil }
+}
+
 extension SettingType where Value == Double? {
     /// A finite number, or `off` (nil): as text `off`; in the file a number, `"off"` or null.
     static var numberOrOff: Self {
-        .init(expected: "a finite number or off", text: { text -> Double?? in
-            if text.lowercased() == "off" { return .some(nil) }
-            return Double(text).flatMap { $0.isFinite ? .some($0) : nil }
-        }, json: { value -> Double?? in
+        .init(expected: "a finite number or off", text: numberOrOff(_:), json: { value -> Double?? in
             switch value {
             case let .integer(v): .some(Double(v))
             case let .number(v): v.isFinite ? .some(v) : nil

@@ -52,16 +52,11 @@ struct SimulateCommand: ParsableCommand {
         }
         let descriptor = try DatasetCatalog.descriptor(named: dataset)
         if let problem = MultiFormation.problem(factor: formation, imageShape: descriptor.imageShape) { throw ValidationError("--formation \(problem)") }
-        guard let epsilon = Self.epsilon(dpEpsilon) else { throw ValidationError("--dp-epsilon must be a number or off, got '\(dpEpsilon)'") }
+        guard let epsilon = numberOrOff(dpEpsilon) else { throw ValidationError("--dp-epsilon must be a number or off, got '\(dpEpsilon)'") }
         if let epsilon, let problem = PrivacyBudget(epsilon: epsilon).problem { throw ValidationError("--dp-epsilon: \(problem)") }
         guard minRecordsPerClass >= 0 else { throw ValidationError("--min-records-per-class must be ≥ 0") }
     }
 
-    /// `off` → nil, a finite number → itself, anything else → nil (outer).
-    static func epsilon(_ text: String) -> Double?? {
-        if text.lowercased() == "off" { return .some(nil) }
-        return Double(text).flatMap { $0.isFinite ? .some($0) : nil }
-    }
 
     /// Every node's configuration as the simulation starts it, checked before any process starts: a node whose
     /// partition holds no class with `minRecordsPerClass` records to distill from would refuse to start.
@@ -224,7 +219,7 @@ struct SimulateCommand: ParsableCommand {
             report["seconds"] = total
             report["dataset"] = dataset
             report["partition"] = partition
-            report["dp_epsilon"] = Self.epsilon(dpEpsilon)?.map { $0 as Any } ?? "off"
+            report["dp_epsilon"] = numberOrOff(dpEpsilon)?.map { $0 as Any } ?? "off"
             report["min_records_per_class"] = minRecordsPerClass
             if results.count > 1 {
                 report["rounds"] = results
