@@ -46,3 +46,19 @@ func expectGradient(_ analytic: Tensor, matches tensor: Tensor, samples: Int = 4
         }
     }
 }
+
+/// Expects the analytic gradient to match finite differences as a vector: `‖a − n‖ ≤ absolute + tolerance · max(‖a‖, ‖n‖)` over
+/// the probed indices. For deep networks in Float, where single probes carry rounding noise and the occasional ReLU or
+/// max-pool kink crossed by the step, but a wrong term (a missing path, a swapped parameter) moves the whole vector.
+func expectGradientDirection(_ analytic: Tensor, matches tensor: Tensor, samples: Int = 32, epsilon: Float = 1e-3,
+                             tolerance: Double = 0.05, absolute: Double = 1e-4, _ label: String,
+                             sourceLocation: SourceLocation = #_sourceLocation, loss: (Tensor) -> Double) {
+    #expect(analytic.shape == tensor.shape, "\(label): gradient shape", sourceLocation: sourceLocation)
+    let indices = probeIndices(tensor.count, samples: samples)
+    let numeric = numericalGradient(of: tensor, at: indices, epsilon: epsilon, loss: loss)
+    let a = indices.map { Double(analytic.storage[$0]) }
+    let difference = zip(a, numeric).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
+    let scale = max(a.reduce(0) { $0 + $1 * $1 }.squareRoot(), numeric.reduce(0) { $0 + $1 * $1 }.squareRoot())
+    #expect(scale > 0 && difference <= absolute + tolerance * scale,
+            "\(label): ‖analytic − numeric‖ = \(difference), ‖gradient‖ = \(scale)", sourceLocation: sourceLocation)
+}

@@ -61,24 +61,6 @@ struct NetworkTests {
         #expect(digits.embed(Tensor(shape: [2, 1, 8, 8])).shape == [2, 128])
     }
 
-    @Test func mlpGradients() {
-        var rng = RandomSource(seed: 13)
-        let net = MLP(imageShape: [1, 4, 4], classCount: 3, hiddenSizes: [6, 5], using: &rng)
-        let x = Tensor.normal([2, 1, 4, 4], using: &rng)
-        let (logits, trace) = net.forward(x, training: true, untilEmbedding: false)
-        let dLogits = Loss.crossEntropy(logits: logits, labels: [1, 2]).gradient
-        let grads = net.backward(trace, outputGradient: dLogits, input: true, parameters: true)
-        expectGradient(grads.input!, matches: x, epsilon: 1e-3, "mlp dx") { Loss.crossEntropy(logits: net($0), labels: [1, 2]).loss }
-        expectGradient(grads.parameters[0], matches: net.parameters[0], epsilon: 1e-3, "mlp dW0") {
-            var probe = net
-            var all = net.parameters
-            all[0] = $0
-            probe.parameters = all
-            return Loss.crossEntropy(logits: probe(x), labels: [1, 2]).loss
-        }
-    }
-
-    /// Golden forward outputs against an independent NumPy implementation (scripts/golden-convnet.py).
     @Test(arguments: ["convnet-mnist", "convnet-rgb-batchnorm-max"])
     func goldenForward(name: String) throws {
         let directory = try #require(Bundle.module.resourceURL?.appendingPathComponent("Fixtures/\(name)")).path

@@ -8,7 +8,7 @@ import Testing
 @Suite("Command line")
 struct CommandLineTests {
     @Test func everySubcommandHasHelp() throws {
-        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"]] {
+        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"], ["evaluate"]] {
             let text = FedDistillCommand.helpMessage(for: try #require(subcommand(path)))
             #expect(text.contains("USAGE"), "help for \(path)")
         }
@@ -25,6 +25,9 @@ struct CommandLineTests {
 
     @Test func unknownOptionsAreUsageErrors() {
         let distill = ["distill", "--out", "x.safetensors"]
+        let evaluate = ["evaluate", "--set", "s.safetensors"]
+        #expect((try? FedDistillCommand.parseAsRoot(evaluate + ["--arch", "ResNet18BN_AP,mlp", "--attack", "pgd", "--eps", "0.1,0.3"]))
+                is EvaluateCommand)
         let audit = ["audit", "--set", "s.safetensors", "--members", "digits:train:0-10@1", "--nonmembers", "digits:train:10-20@1"]
         #expect((try? FedDistillCommand.parseAsRoot(audit + ["--alpha", "0.005", "--permutations", "4000"])) is AuditCommand)
         for arguments in [["train", "--bogus"], ["datasets", "info"], ["bench", "--batch", "zero"], ["nonsense"],
@@ -37,7 +40,11 @@ struct CommandLineTests {
                           ["gate-rates", "--kinds", "control,bogus"], ["gate-rates", "--alpha", "0"], ["gate-rates", "--records-per-class", "4"],
                           ["gate-rates", "--recipe-json", "r.json", "--bank", "3"], ["gate-rates", "--dp-epsilon", "-1"],
                           audit + ["--alpha", "0"], audit + ["--alpha", "1"], audit + ["--permutations", "5"],
-                          ["simulate", "--dp-epsilon", "none"], ["simulate", "--min-records-per-class", "-1"]] {
+                          ["simulate", "--dp-epsilon", "none"], ["simulate", "--min-records-per-class", "-1"],
+                          evaluate + ["--arch", "convnet,resnet50"], evaluate + ["--arch", ""], evaluate + ["--attack", "fgsm"],
+                          evaluate + ["--eps", "0.1"], evaluate + ["--attack", "cw", "--eps", "0.1"],
+                          evaluate + ["--attack", "pgd", "--eps", "0.1,2"], evaluate + ["--attack", "pgd", "--eps", "0.1", "--pgd-steps", "0"],
+                          ["bench", "--arch", "convnet"], ["bench", "--arch", "vgg19"]] {
             #expect(throws: (any Error).self, "\(arguments)") { _ = try FedDistillCommand.parseAsRoot(arguments) }
             do {
                 _ = try FedDistillCommand.parseAsRoot(arguments)
@@ -110,6 +117,33 @@ struct CommandLineTests {
         let off = try #require(try FedDistillCommand.parseAsRoot(["simulate", "--dp-epsilon", "off", "--min-records-per-class", "0"]) as? SimulateCommand)
         #expect(numberOrOff(off.dpEpsilon) == .some(nil))
         #expect(throws: (any Error).self) { _ = try FedDistillCommand.parseAsRoot(["simulate", "--dp-epsilon", "nope"]) }
+    }
+
+    /// `evaluate --arch` reports each architecture (the first at the top level of the JSON) with robust accuracy per
+    /// budget; an architecture the images are too small for fails before any training, naming it.
+    @Test func evaluateReportsEachArchitecture() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-arch-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let set = directory + "/random.safetensors"
+        try #require(try FedDistillCommand.parseAsRoot(["distill", "--dataset", "digits", "--method", "random", "--ipc", "5",
+                                                        "--out", set]) as? DistillCommand).run()
+        let command = try #require(try FedDistillCommand.parseAsRoot([
+            "evaluate", "--set", set, "--arch", "mlp,convnet", "--models", "1", "--epochs", "3", "--width", "8", "--no-dsa",
+            "--attack", "fgsm", "--eps", "0.1,0.2", "--json", directory + "/report.json",
+        ]) as? EvaluateCommand)
+        try command.run()
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/report.json")))
+                                  as? [String: Any])
+        #expect(report["architecture"] as? String == "mlp")
+        let architectures = try #require(report["architectures"] as? [[String: Any]])
+        #expect(architectures.compactMap { $0["architecture"] as? String } == ["mlp", "convnet"])
+        let robust = try #require(architectures[1]["robust"] as? [[String: Any]])
+        #expect(robust.compactMap { $0["epsilon"] as? Double } == [0.1, 0.2] && robust.allSatisfy { $0["attack"] as? String == "fgsm" })
+        let tooSmall = try #require(try FedDistillCommand.parseAsRoot(["evaluate", "--set", set, "--arch", "mlp,vgg11",
+                                                                       "--json", directory + "/never.json"]) as? EvaluateCommand)
+        #expect { try tooSmall.run() } throws: { "\($0)".contains("vgg11") && "\($0)".contains("too small") }
+        #expect(!FileManager.default.fileExists(atPath: directory + "/never.json"))
     }
 
     @Test func trainParsesItsOptions() throws {

@@ -107,4 +107,35 @@ public enum ComputeBenchmark {
                     imagesPerSecond: Double(batch) / seconds,
                     gflops: flops(configuration, batch: batch, pass: pass) / seconds / 1e9)
     }
+
+    /// Measures one pass of a freshly initialised architecture (reference widths) on a random batch; GFLOP/s counts the
+    /// convolutions' and linear layers' multiply-adds as `SequentialNetwork.forwardFLOPs` does (the backward pass to the
+    /// parameters as 3× the forward's, less the first layer's input gradient).
+    public static func measure(_ architecture: Architecture, imageShape: [Int], batch: Int, pass: Pass,
+                               repeats: Int = 3) throws(ArchitectureError) -> Case {
+        var rng = RandomSource(seed: 2)
+        let net = try architecture.network(imageShape: imageShape, classCount: 10, using: &rng)
+        let x = Tensor.normal([batch] + imageShape, using: &rng)
+        let labels = (0..<batch).map { $0 % 10 }
+        let seconds = time(repeats: repeats) {
+            switch pass {
+            case .forward:
+                _ = net(x)
+            case .backwardToParameters, .backwardToInput:
+                let (logits, trace) = net.forward(x, training: true, untilEmbedding: false)
+                let gradient = Loss.crossEntropy(logits: logits, labels: labels).gradient
+                _ = net.backward(trace, outputGradient: gradient, input: pass == .backwardToInput,
+                                 parameters: pass == .backwardToParameters)
+            }
+        }
+        let (forward, first) = net.forwardFLOPs()
+        let perImage = switch pass {
+        case .forward: forward
+        case .backwardToParameters: 3 * forward - first
+        case .backwardToInput: 2 * forward
+        }
+        let shape = imageShape.map(String.init).joined(separator: "x")
+        return Case(name: "\(architecture.rawValue) \(shape) b\(batch) \(pass.rawValue)", seconds: seconds,
+                    imagesPerSecond: Double(batch) / seconds, gflops: perImage * Double(batch) / seconds / 1e9)
+    }
 }

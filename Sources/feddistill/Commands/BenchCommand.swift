@@ -15,6 +15,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Batch size.") var batch = 256
     @Option(help: "ConvNet width.") var width = 128
     @Option(help: "Timed repetitions per case (best is reported).") var repeats = 3
+    @Option(help: "Also measure these architectures (comma-separated, as evaluate --arch; reference widths) on MNIST-shaped batches.")
+    var arch: String?
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Measure loopback Submit throughput over mutual TLS (5 MB and 50 MB sets) instead of compute.")
     var `protocol` = false
@@ -28,8 +30,19 @@ struct BenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard batch > 0, width > 0, repeats > 0 else { throw ValidationError("--batch, --width and --repeats must be positive") }
+        _ = try architectures()
         guard nodes >= 1, nodes <= 10_000, (1...100).contains(ipc), kills >= 0, maxAttempts >= 1 else {
             throw ValidationError("--nodes must be in 1...10000, --ipc in 1...100, --kills ≥ 0 and --max-attempts ≥ 1")
+        }
+    }
+
+    func architectures() throws -> [Architecture] {
+        guard let arch else { return [] }
+        return try arch.split(separator: ",", omittingEmptySubsequences: false).map { name in
+            guard let architecture = Architecture(name: String(name)), architecture != .convnet else {
+                throw ValidationError("unknown or ConvNet architecture '\(name.prefix(40))' in --arch (the ConvNet is always measured)")
+            }
+            return architecture
         }
     }
 
@@ -45,6 +58,14 @@ struct BenchCommand: AsyncParsableCommand {
             let configuration = ConvNet.Configuration(imageShape: shape, classCount: 10, width: width)
             for pass in ComputeBenchmark.Pass.allCases {
                 cases.append(ComputeBenchmark.measure(configuration, batch: batch, pass: pass, repeats: repeats))
+            }
+        }
+        for architecture in try architectures() {
+            for pass in [ComputeBenchmark.Pass.forward, .backwardToParameters] {
+                do {
+                    cases.append(try ComputeBenchmark.measure(architecture, imageShape: inputs[1], batch: batch, pass: pass,
+                                                              repeats: repeats))
+                } catch { throw CommandFailure("\(error)") }
             }
         }
         if json {

@@ -221,15 +221,25 @@ struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evaluate", abstract: "Evaluate a synthetic set with the reference protocol.",
         discussion: """
-            Trains --models fresh ConvNets on the set (SGD lr 0.01, momentum 0.9, weight decay 5e-4, lr ×0.1 after \
+            Trains --models fresh networks on the set (SGD lr 0.01, momentum 0.9, weight decay 5e-4, lr ×0.1 after \
             half the epochs, batch 256, DSA while training) and tests each on the dataset's test split. The papers \
             use 1000 epochs for DM/DSA sets.
+
+            --arch trains other architectures the same way (cross-architecture evaluation): \
+            \(Architecture.allCases.map(\.rawValue).joined(separator: ", ")). The ConvNet flags (--width, --depth, …) \
+            apply to convnet only. --attack fgsm|pgd --eps E[,E…] also reports each model's accuracy on adversarial \
+            test images (L∞ budget E in pixel units, images in [0, 1]; PGD from a random start, --pgd-steps steps of \
+            2.5·E/steps).
             """)
 
     @Option(help: "Synthetic set (safetensors).") var set: String
     @Option(help: "Dataset whose test split is used.") var dataset: String?
     @Option(help: "Number of fresh models.") var models = 5
     @Option(help: "Training epochs per model.") var epochs = 300
+    @Option(help: "Architectures to train, comma-separated (see above).") var arch = "convnet"
+    @Option(help: "Adversarial attack on the test images: fgsm or pgd.") var attack: String?
+    @Option(help: "Attack budgets (L∞, pixel units), comma-separated.") var eps: String?
+    @Option(name: .customLong("pgd-steps"), help: "PGD steps.") var pgdSteps = 10
     @Flag(name: .customLong("no-dsa"), help: "Train without DSA augmentation.") var noDSA = false
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Write a JSON report to this file (- for stdout).") var json: String?
@@ -239,6 +249,36 @@ struct EvaluateCommand: ParsableCommand {
 
     func validate() throws {
         guard models > 0, epochs > 0 else { throw ValidationError("--models and --epochs must be positive") }
+        _ = try architectures()
+        _ = try attacks()
+    }
+
+    func architectures() throws -> [Architecture] {
+        let names = arch.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        var chosen: [Architecture] = []
+        for name in names {
+            guard let architecture = Architecture(name: name) else {
+                throw ValidationError("unknown architecture '\(name.prefix(40))' in --arch (known: \(Architecture.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            if !chosen.contains(architecture) { chosen.append(architecture) }
+        }
+        return chosen
+    }
+
+    func attacks() throws -> [AdversarialAttack] {
+        guard let attack else {
+            if eps != nil { throw ValidationError("--eps needs --attack fgsm|pgd") }
+            return []
+        }
+        guard let eps else { throw ValidationError("--attack needs --eps E[,E…]") }
+        guard attack == "fgsm" || attack == "pgd" else { throw ValidationError("unknown --attack '\(attack.prefix(40))' (fgsm or pgd)") }
+        guard pgdSteps > 0 else { throw ValidationError("--pgd-steps must be positive") }
+        return try eps.split(separator: ",", omittingEmptySubsequences: false).map { text in
+            guard let value = Float(text.trimmingCharacters(in: .whitespaces)), value > 0, value <= 1 else {
+                throw ValidationError("--eps '\(text.prefix(40))' is not a budget in (0, 1]")
+            }
+            return attack == "fgsm" ? .fgsm(epsilon: value) : .pgd(epsilon: value, steps: pgdSteps)
+        }
     }
 
     func run() throws {
@@ -251,23 +291,60 @@ struct EvaluateCommand: ParsableCommand {
             try synthetic.check(fits: splits.descriptor)
         } catch { throw CommandFailure(error) }
         let network = model.configuration(imageShape: splits.descriptor.imageShape, classCount: splits.descriptor.classCount)
-        let evaluation = SetEvaluation(network: network, models: models, epochs: epochs,
-                                       augmentation: noDSA ? nil : DSA(dataset: splits.descriptor.name), seed: seed)
-        let progress = ProgressDisplay(label: "evaluate epoch")
-        let start = Date()
+        let attacks = try attacks()
+        let evaluations = try architectures().map { architecture in
+            SetEvaluation(network: network, architecture: architecture, models: models, epochs: epochs,
+                          augmentation: noDSA ? nil : DSA(dataset: splits.descriptor.name), seed: seed,
+                          attacks: attacks, normalization: splits.descriptor.normalization)
+        }
+        for evaluation in evaluations {
+            do { try evaluation.validate() } catch { throw CommandFailure("\(error) (\(splits.descriptor.name) images are \(splits.descriptor.imageShape.map(String.init).joined(separator: "×")))") }
+        }
         let training = synthetic.trainingData
-        let report = evaluation.evaluate(training, test: splits.test) { model, epoch in
-            progress.update(done: model * epochs + epoch, total: models * epochs, elapsed: Date().timeIntervalSince(start),
-                            fields: [("model", "\(model + 1)/\(models)")])
+        var results: [[String: Any]] = []
+        for evaluation in evaluations {
+            let name = evaluation.architecture.rawValue
+            let progress = ProgressDisplay(label: "evaluate epoch")
+            let start = Date()
+            let report = evaluation.evaluate(training, test: splits.test) { model, epoch in
+                progress.update(done: model * epochs + epoch, total: models * epochs, elapsed: Date().timeIntervalSince(start),
+                                fields: [("arch", name), ("model", "\(model + 1)/\(models)")])
+            }
+            print(String(format: "%@: %@, %d images, %d models × %d epochs: accuracy %.2f%% ± %.2f%% (%.0f s)", set, name,
+                         training.count, models, epochs, 100 * report.mean, 100 * report.standardDeviation, report.seconds))
+            print("per class: " + report.perClass.map { String(format: "%.1f", 100 * $0) }.joined(separator: " "))
+            var robust: [[String: Any]] = []
+            for (attack, accuracies) in zip(attacks, report.robustAccuracies) {
+                let (mean, deviation) = meanAndDeviation(accuracies)
+                print(String(format: "  %@: robust accuracy %.2f%% ± %.2f%%", attack.description, 100 * mean, 100 * deviation))
+                var entry: [String: Any] = ["epsilon": Double("\(attack.epsilon)") ?? Double(attack.epsilon), "accuracy_mean": mean, "accuracy_std": deviation,
+                                            "accuracies": accuracies]
+                switch attack {
+                case .fgsm: entry["attack"] = "fgsm"
+                case let .pgd(_, steps, stepSize):
+                    entry["attack"] = "pgd"
+                    entry["steps"] = steps
+                    entry["step_size"] = Double(stepSize)
+                }
+                robust.append(entry)
+            }
+            results.append(["architecture": name, "accuracy_mean": report.mean, "accuracy_std": report.standardDeviation,
+                            "accuracies": report.accuracies, "per_class": report.perClass, "confusion": report.confusion,
+                            "seconds": report.seconds, "robust": robust])
         }
-        print(String(format: "%@: %d images, %d models × %d epochs: accuracy %.2f%% ± %.2f%% (%.0f s)", set, training.count,
-                     models, epochs, 100 * report.mean, 100 * report.standardDeviation, report.seconds))
-        print("per class: " + report.perClass.map { String(format: "%.1f", 100 * $0) }.joined(separator: " "))
         if let json {
-            try writeJSON(["accuracy_mean": report.mean, "accuracy_std": report.standardDeviation, "accuracies": report.accuracies,
-                           "per_class": report.perClass, "confusion": report.confusion, "models": models, "epochs": epochs,
-                           "seconds": report.seconds, "set": set, "dataset": splits.descriptor.name], to: json)
+            // The first architecture's figures stay at the top level (the single-architecture report).
+            var document = results[0]
+            document.removeValue(forKey: "robust")
+            document.merge(["models": models, "epochs": epochs, "set": set, "dataset": splits.descriptor.name,
+                            "architectures": results]) { $1 }
+            try writeJSON(document, to: json)
         }
+    }
+
+    private func meanAndDeviation(_ values: [Double]) -> (Double, Double) {
+        let mean = values.reduce(0, +) / Double(max(values.count, 1))
+        return (mean, (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(max(values.count, 1))).squareRoot())
     }
 }
 
