@@ -8,7 +8,7 @@ import Testing
 @Suite("Command line")
 struct CommandLineTests {
     @Test func everySubcommandHasHelp() throws {
-        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"], ["evaluate"]] {
+        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"], ["evaluate"], ["nas"]] {
             let text = FedDistillCommand.helpMessage(for: try #require(subcommand(path)))
             #expect(text.contains("USAGE"), "help for \(path)")
         }
@@ -44,7 +44,8 @@ struct CommandLineTests {
                           evaluate + ["--arch", "convnet,resnet50"], evaluate + ["--arch", ""], evaluate + ["--attack", "fgsm"],
                           evaluate + ["--eps", "0.1"], evaluate + ["--attack", "cw", "--eps", "0.1"],
                           evaluate + ["--attack", "pgd", "--eps", "0.1,2"], evaluate + ["--attack", "pgd", "--eps", "0.1", "--pgd-steps", "0"],
-                          ["bench", "--arch", "convnet"], ["bench", "--arch", "vgg19"]] {
+                          ["bench", "--arch", "convnet"], ["bench", "--arch", "vgg19"], ["nas", "--set", "s", "--candidates", "1"],
+                          ["nas", "--set", "s", "--real-per-class", "-1"], ["nas", "--set", "s", "--target-epochs", "0"]] {
             #expect(throws: (any Error).self, "\(arguments)") { _ = try FedDistillCommand.parseAsRoot(arguments) }
             do {
                 _ = try FedDistillCommand.parseAsRoot(arguments)
@@ -144,6 +145,26 @@ struct CommandLineTests {
                                                                        "--json", directory + "/never.json"]) as? EvaluateCommand)
         #expect { try tooSmall.run() } throws: { "\($0)".contains("vgg11") && "\($0)".contains("too small") }
         #expect(!FileManager.default.fileExists(atPath: directory + "/never.json"))
+    }
+
+    /// `nas` ranks the candidates on the set, on random real images and on real data, and writes one JSON report.
+    @Test func nasReportsEachProxy() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-nas-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let set = directory + "/random.safetensors"
+        try #require(try FedDistillCommand.parseAsRoot(["distill", "--dataset", "digits", "--method", "random", "--ipc", "3",
+                                                        "--out", set]) as? DistillCommand).run()
+        try #require(try FedDistillCommand.parseAsRoot([
+            "nas", "--set", set, "--candidates", "3", "--proxy-epochs", "3", "--target-epochs", "1", "--real-per-class", "20",
+            "--random-baseline", "--json", directory + "/nas.json",
+        ]) as? NASCommand).run()
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/nas.json")))
+                                  as? [String: Any])
+        #expect((report["candidates"] as? [[String: Any]])?.count == 3 && report["real_images"] as? Int == 200)
+        let proxies = try #require(report["proxies"] as? [[String: Any]])
+        #expect(proxies.compactMap { $0["proxy"] as? String } == ["proxy", "random"])
+        #expect(proxies.allSatisfy { ($0["spearman"] as? Double).map { (-1...1).contains($0) } ?? false })
     }
 
     @Test func trainParsesItsOptions() throws {
