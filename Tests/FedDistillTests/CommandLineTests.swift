@@ -8,7 +8,8 @@ import Testing
 @Suite("Command line")
 struct CommandLineTests {
     @Test func everySubcommandHasHelp() throws {
-        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"], ["evaluate"], ["nas"]] {
+        for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"], ["evaluate"], ["nas"], ["preview"],
+                     ["preview", "create"], ["preview", "verify"], ["preview", "evaluate"]] {
             let text = FedDistillCommand.helpMessage(for: try #require(subcommand(path)))
             #expect(text.contains("USAGE"), "help for \(path)")
         }
@@ -165,6 +166,49 @@ struct CommandLineTests {
         let proxies = try #require(report["proxies"] as? [[String: Any]])
         #expect(proxies.compactMap { $0["proxy"] as? String } == ["proxy", "random"])
         #expect(proxies.allSatisfy { ($0["spearman"] as? Double).map { (-1...1).contains($0) } ?? false })
+    }
+
+    /// A seller signs a set with its audit report; a buyer verifies and evaluates it. A report on another set, a failed
+    /// audit and another seller's key are refused, each naming why, and nothing is written or trained.
+    @Test func previewCreateVerifyEvaluate() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-preview-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func run(_ arguments: [String]) throws {
+            var command = try FedDistillCommand.parseAsRoot(arguments)
+            try command.run()
+        }
+        try run(["keys", "generate", "--dir", directory, "--name", "seller"])
+        try run(["keys", "generate", "--dir", directory, "--name", "stranger"])
+        for name in ["a", "b"] {
+            try run(["distill", "--dataset", "digits", "--method", "random", "--ipc", "2", "--seed", name == "a" ? "1" : "2",
+                     "--out", "\(directory)/\(name).safetensors"])
+        }
+        // Members and non-members from one shuffled order; a 2-per-class random set of 1,400 records passes or fails
+        // by chance, so the test reads the verdict the report carries.
+        let audit = ["audit", "--set", directory + "/a.safetensors", "--members", "digits:train:0-700@5",
+                     "--nonmembers", "digits:train:700-1400@5", "--no-baseline", "--json", directory + "/audit.json"]
+        do { try run(audit) } catch let code as ExitCode where code.rawValue == 3 {}
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/audit.json")))
+                                  as? [String: Any])
+        let passed = report["verdict"] as? String == "pass"
+        let create = ["preview", "create", "--set", directory + "/a.safetensors", "--audit-report", directory + "/audit.json",
+                      "--signing-key", directory + "/seller.signing.key", "--seller", "acme", "--out", directory + "/p.fdp"]
+        #expect { try run(create.map { $0 == directory + "/a.safetensors" ? directory + "/b.safetensors" : $0 }) } throws: {
+            "\($0)".contains("another set")
+        }
+        if !passed {
+            #expect { try run(create) } throws: { "\($0)".contains("verdict is fail") }
+        }
+        try run(create + (passed ? [] : ["--allow-failed-audit"]))
+        try run(["preview", "verify", "--preview", directory + "/p.fdp", "--seller-key", directory + "/seller.signing.pub"])
+        #expect { try run(["preview", "verify", "--preview", directory + "/p.fdp", "--seller-key", directory + "/stranger.signing.pub"]) }
+            throws: { "\($0)".contains("does not verify") }
+        try run(["preview", "evaluate", "--preview", directory + "/p.fdp", "--seller-key", directory + "/seller.signing.pub",
+                 "--models", "1", "--epochs", "2", "--width", "8", "--json", directory + "/eval.json"])
+        let evaluation = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/eval.json")))
+                                      as? [String: Any])
+        #expect(evaluation["dataset"] as? String == "digits" && (evaluation["accuracies"] as? [Double])?.count == 1)
     }
 
     @Test func trainParsesItsOptions() throws {

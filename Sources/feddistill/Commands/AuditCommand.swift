@@ -1,5 +1,6 @@
 import ArgumentParser
 import Distill
+import FederationProtocol
 import Foundation
 
 struct AuditCommand: ParsableCommand {
@@ -182,6 +183,8 @@ struct AuditCommand: ParsableCommand {
                      passed ? "pass" : "fail", report.alpha, 100 * alpha, permutations))
         if let json {
             var object = report.json()
+            // Binds the report to the exact set file (a marketplace preview checks it).
+            if let bytes = try? Data(contentsOf: URL(fileURLWithPath: set)) { object["set_sha256"] = sha256Hex(bytes) }
             if let canaryReport { object["canaries"] = (canaryReport.json()["attacks"] ?? [:]) }
             if let storedReport {
                 object["stored_images"] = storedReport.json()

@@ -234,6 +234,22 @@ struct EvaluateCommand: ParsableCommand {
 
     @Option(help: "Synthetic set (safetensors).") var set: String
     @Option(help: "Dataset whose test split is used.") var dataset: String?
+    @OptionGroup var evaluation: EvaluationOptions
+    @OptionGroup var data: DataOptions
+
+    func run() throws {
+        let synthetic: SyntheticSet
+        let splits: DatasetSplits
+        do {
+            synthetic = try SyntheticSet.read(set)
+            splits = try data.store.load(dataset ?? synthetic.metadata.dataset)
+        } catch { throw CommandFailure(error) }
+        try evaluation.evaluate(synthetic, label: set, splits: splits)
+    }
+}
+
+/// How `evaluate` and `preview evaluate` train and test on a set.
+struct EvaluationOptions: ParsableArguments {
     @Option(help: "Number of fresh models.") var models = 5
     @Option(help: "Training epochs per model.") var epochs = 300
     @Option(help: "Architectures to train, comma-separated (see above).") var arch = "convnet"
@@ -244,7 +260,6 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Write a JSON report to this file (- for stdout).") var json: String?
     @OptionGroup var model: ModelOptions
-    @OptionGroup var data: DataOptions
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -281,15 +296,10 @@ struct EvaluateCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    /// Trains and tests on `synthetic` (named `label` in the output) against `splits`' test split.
+    func evaluate(_ synthetic: SyntheticSet, label set: String, splits: DatasetSplits) throws {
         compute.apply()
-        let synthetic: SyntheticSet
-        let splits: DatasetSplits
-        do {
-            synthetic = try SyntheticSet.read(set)
-            splits = try data.store.load(dataset ?? synthetic.metadata.dataset)
-            try synthetic.check(fits: splits.descriptor)
-        } catch { throw CommandFailure(error) }
+        do { try synthetic.check(fits: splits.descriptor) } catch { throw CommandFailure(error) }
         let network = model.configuration(imageShape: splits.descriptor.imageShape, classCount: splits.descriptor.classCount)
         let attacks = try attacks()
         let evaluations = try architectures().map { architecture in
