@@ -15,7 +15,7 @@ struct FedDistillCommand: AsyncParsableCommand {
         version: FedDistillVersion.string,
         subcommands: [DatasetsCommand.self, TrainCommand.self, DistillCommand.self, EvaluateCommand.self, ExportCommand.self, AuditCommand.self,
                       CoordinatorCommand.self, NodeCommand.self, SimulateCommand.self, StatusCommand.self, RoundCommand.self,
-                      CertsCommand.self, KeysCommand.self, BenchCommand.self, GateRatesCommand.self, NASCommand.self, PreviewCommand.self])
+                      CertsCommand.self, KeysCommand.self, BenchCommand.self, GateRatesCommand.self, NASCommand.self, PreviewCommand.self, ContinualCommand.self])
 
     static func main() async {
         Parallel.keepLargeBlocksInHeap()

@@ -9,7 +9,8 @@ import Testing
 struct CommandLineTests {
     @Test func everySubcommandHasHelp() throws {
         for path in [[], ["datasets"], ["datasets", "fetch"], ["datasets", "info"], ["train"], ["bench"], ["gate-rates"], ["evaluate"], ["nas"], ["preview"],
-                     ["preview", "create"], ["preview", "verify"], ["preview", "evaluate"]] {
+                     ["preview", "create"], ["preview", "verify"], ["preview", "evaluate"],
+                     ["continual"]] {
             let text = FedDistillCommand.helpMessage(for: try #require(subcommand(path)))
             #expect(text.contains("USAGE"), "help for \(path)")
         }
@@ -46,7 +47,9 @@ struct CommandLineTests {
                           evaluate + ["--eps", "0.1"], evaluate + ["--attack", "cw", "--eps", "0.1"],
                           evaluate + ["--attack", "pgd", "--eps", "0.1,2"], evaluate + ["--attack", "pgd", "--eps", "0.1", "--pgd-steps", "0"],
                           ["bench", "--arch", "convnet"], ["bench", "--arch", "vgg19"], ["nas", "--set", "s", "--candidates", "1"],
-                          ["nas", "--set", "s", "--real-per-class", "-1"], ["nas", "--set", "s", "--target-epochs", "0"]] {
+                          ["nas", "--set", "s", "--real-per-class", "-1"], ["nas", "--set", "s", "--target-epochs", "0"],
+                          ["continual", "--memory", "distilled,coreset"], ["continual", "--tasks", "1"], ["continual", "--bank", "-1"],
+                          ["continual", "--ipc", "0"]] {
             #expect(throws: (any Error).self, "\(arguments)") { _ = try FedDistillCommand.parseAsRoot(arguments) }
             do {
                 _ = try FedDistillCommand.parseAsRoot(arguments)
@@ -209,6 +212,23 @@ struct CommandLineTests {
         let evaluation = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/eval.json")))
                                       as? [String: Any])
         #expect(evaluation["dataset"] as? String == "digits" && (evaluation["accuracies"] as? [Double])?.count == 1)
+    }
+
+    /// `continual` compares memories task by task and writes them to one JSON report.
+    @Test func continualComparesMemories() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("feddistill-cl-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try #require(try FedDistillCommand.parseAsRoot([
+            "continual", "--tasks", "2", "--ipc", "2", "--memory", "random,distilled", "--bank", "0", "--iterations", "3",
+            "--distill-width", "8", "--width", "8", "--epochs", "5", "--no-dsa", "--json", directory + "/cl.json",
+        ]) as? ContinualCommand).run()
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/cl.json")))
+                                  as? [String: Any])
+        let memories = try #require(report["memories"] as? [[String: Any]])
+        #expect(memories.compactMap { $0["memory"] as? String } == ["random", "distilled"])
+        #expect(memories.allSatisfy { ($0["average"] as? [Double])?.count == 2 && ($0["per_task"] as? [[Double]])?.count == 2 })
+        #expect((report["tasks"] as? [[Int]]) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
     }
 
     @Test func trainParsesItsOptions() throws {
