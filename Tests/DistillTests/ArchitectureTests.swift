@@ -138,14 +138,30 @@ struct ArchitectureTests {
         }
     }
 
-    /// Batch norm's running statistics move during training and are used in evaluation.
+    /// Batch norm's running statistics move during training, inside residual blocks (main path and shortcut) too,
+    /// and are used in evaluation.
     @Test func batchNormNetworksAbsorbRunningStatistics() throws {
         var rng = RandomSource(seed: 6)
         var net = try Architecture.resnet18BN.network(imageShape: [1, 8, 8], classCount: 3, widthMultiplier: 1.0 / 16, using: &rng)
+        /// Running means of every batch norm, in forward order (main path before shortcut).
+        func runningMeans(_ layers: [SequentialNetwork.Layer]) -> [[Float]] {
+            layers.flatMap { layer -> [[Float]] in
+                switch layer {
+                case let .norm(norm): [norm.runningMean.storage]
+                case let .residual(main, shortcut, _): runningMeans(main) + runningMeans(shortcut)
+                default: []
+                }
+            }
+        }
         let x = Tensor.normal([4, 1, 8, 8], mean: 2, std: 3, using: &rng)
-        let before = net(x)
+        let before = (logits: net(x), means: runningMeans(net.body))
+        #expect(before.means.count == 1 + 8 * 2 + 3)  // the stem, two per block, three shortcuts
         let (_, trace) = net.forward(x, training: true, untilEmbedding: false)
         net.absorb(trace)
-        #expect(net(x) != before)
+        let after = runningMeans(net.body)
+        for (index, (old, new)) in zip(before.means, after).enumerated() {
+            #expect(old != new, "batch norm \(index) kept its running mean")
+        }
+        #expect(net(x) != before.logits)
     }
 }

@@ -60,5 +60,11 @@ struct RobustnessTests {
             #expect(throws: ArchitectureError.self) { try refused.validate() }
         }
         try SetEvaluation(network: network, architecture: .resnet18BN, augmentation: nil).validate()
+        // The ConvNet's own configuration is checked the same way (it would trap in ConvNet.init).
+        try SetEvaluation(network: network, augmentation: nil).validate()
+        for bad in [ConvNet.Configuration(imageShape: [1, 8, 8], classCount: 10, depth: 4),
+                    ConvNet.Configuration(imageShape: [1, 8, 8], classCount: 10, width: 8, norm: .group(3))] {
+            #expect(throws: ArchitectureError.self) { try SetEvaluation(network: bad, augmentation: nil).validate() }
+        }
     }
 }

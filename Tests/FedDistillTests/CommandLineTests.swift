@@ -1,5 +1,6 @@
 import ArgumentParser
 import Distill
+import FederationProtocol
 import Foundation
 import Node
 import Testing
@@ -13,6 +14,7 @@ struct CommandLineTests {
                      ["continual"]] {
             let text = FedDistillCommand.helpMessage(for: try #require(subcommand(path)))
             #expect(text.contains("USAGE"), "help for \(path)")
+            #expect(!text.contains("\\\n"), "help for \(path) shows a line continuation")
         }
     }
 
@@ -200,10 +202,33 @@ struct CommandLineTests {
         #expect { try run(create.map { $0 == directory + "/a.safetensors" ? directory + "/b.safetensors" : $0 }) } throws: {
             "\($0)".contains("another set")
         }
-        if !passed {
-            #expect { try run(create) } throws: { "\($0)".contains("verdict is fail") }
-        }
+        // The same report with a failed verdict is refused unless the seller insists.
+        var failed = report
+        failed["verdict"] = "fail"
+        try JSONSerialization.data(withJSONObject: failed).write(to: URL(fileURLWithPath: directory + "/failed.json"))
+        let createFailed = create.map { $0 == directory + "/audit.json" ? directory + "/failed.json" : $0 }
+        #expect { try run(createFailed) } throws: { "\($0)".contains("verdict is fail") }
+        #expect(!FileManager.default.fileExists(atPath: directory + "/p.fdp"))
         try run(create + (passed ? [] : ["--allow-failed-audit"]))
+        // Signed by the seller but binding a report on another set, or another recipe: refused on the buyer's side.
+        let keys = try KeyFiles.readSigningKeys(directory + "/seller.signing.key")
+        let setBytes = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/a.safetensors")))
+        let recipe = try #require(try SyntheticSet.read(directory + "/a.safetensors").metadata.recipe)
+        let reportText = try String(contentsOfFile: directory + "/audit.json", encoding: .utf8)
+        var otherRecipe = recipe
+        otherRecipe.imagesPerClass += 1
+        for (name, report, recipeText, reason) in [
+            ("unbound", reportText.replacingOccurrences(of: sha256Hex(setBytes), with: String(repeating: "0", count: 64)),
+             recipe.json(), "about another set"),
+            ("recipe", reportText, otherRecipe.json(), "recipe differs"),
+        ] {
+            let forged = try SignedPreview.create(set: setBytes, seller: "acme", keys: keys, description: "", recipe: recipeText,
+                                                  auditReport: report)
+            try Data(forged.encoded()).write(to: URL(fileURLWithPath: "\(directory)/\(name).fdp"))
+            #expect { try run(["preview", "verify", "--preview", "\(directory)/\(name).fdp", "--seller-key", directory + "/seller.signing.pub"]) }
+                throws: { "\($0)".contains(reason) }
+        }
+        #expect(PreviewCommand.printable("ok\u{1B}[2J\r\nx") == "ok?[2J??x")
         try run(["preview", "verify", "--preview", directory + "/p.fdp", "--seller-key", directory + "/seller.signing.pub"])
         #expect { try run(["preview", "verify", "--preview", directory + "/p.fdp", "--seller-key", directory + "/stranger.signing.pub"]) }
             throws: { "\($0)".contains("does not verify") }

@@ -54,6 +54,11 @@ struct SignedPreviewTests {
         } catch {
             #expect(error.description.contains("trailing"))
         }
+        // A set length of 2⁶³ or more (negative as an Int) is refused, not trapped on.
+        var negative = bytes
+        let setLengthOffset = bytes.count - 5000 - 8
+        negative.replaceSubrange(setLengthOffset..<setLengthOffset + 8, with: [UInt8](repeating: 0xFF, count: 8))
+        #expect(throws: PreviewError.self) { try SignedPreview.verify(negative, sellerKey: keys.publicKey) }
         // A huge declared manifest length is refused before anything is read.
         var huge = bytes
         huge.replaceSubrange(11..<15, with: [0xFF, 0xFF, 0xFF, 0xFF])

@@ -24,7 +24,7 @@ public struct ArchitectureSearch: Sendable {
                         for pooling in poolings {
                             let configuration = ConvNet.Configuration(imageShape: imageShape, classCount: classCount, depth: depth,
                                                                       width: width, norm: norm, activation: activation, pooling: pooling)
-                            if fits(configuration) { valid.append(configuration) }
+                            if ConvNet.problem(configuration) == nil { valid.append(configuration) }
                         }
                     }
                 }
@@ -32,20 +32,6 @@ public struct ArchitectureSearch: Sendable {
         }
         var rng = RandomSource(seed: seed)
         return rng.permutation(valid.count).prefix(count).sorted().map { valid[$0] }
-    }
-
-    /// Whether every block of the ConvNet keeps a map of at least 1×1 (the ConvNet's own geometry).
-    static func fits(_ configuration: ConvNet.Configuration) -> Bool {
-        var size = configuration.imageShape[1]
-        for block in 0..<configuration.depth {
-            let padding = block == 0 && configuration.imageShape[0] == 1 && size == 28 ? 3 : 1
-            size += 2 * padding - 2
-            if configuration.pooling != .none {
-                guard size >= 2 else { return false }
-                size /= 2
-            }
-        }
-        return size >= 1
     }
 
     /// A short name: `d3-w128-instance-relu-avg`.

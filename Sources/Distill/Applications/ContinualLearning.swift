@@ -12,10 +12,13 @@ public struct ClassIncrementalBenchmark: Sendable {
     public var tasks: [[Int]]
     /// How memory images are made; its `imagesPerClass` is the memory's size per class.
     public var recipe: DistillationRecipe
-    /// How each stage's model is trained and tested (its `models` fresh models are averaged).
+    /// How each stage's model is trained and tested (its `models` fresh ConvNets are averaged; its architecture must
+    /// be the ConvNet and it has no attacks).
     public var evaluation: SetEvaluation
 
     public init(tasks: [[Int]], recipe: DistillationRecipe, evaluation: SetEvaluation) {
+        precondition(evaluation.architecture == .convnet && evaluation.attacks.isEmpty,
+                     "continual learning trains ConvNets without attacks")
         self.tasks = tasks
         self.recipe = recipe
         self.evaluation = evaluation

@@ -28,9 +28,13 @@ public struct SetEvaluation: Sendable {
         self.normalization = normalization
     }
 
-    /// Checks that the architecture can take the images (before any training starts).
+    /// Checks that the architecture (the ConvNet's configuration, or another architecture) can take the images,
+    /// before any training starts.
     public func validate() throws(ArchitectureError) {
-        guard architecture != .convnet else { return }
+        guard architecture != .convnet else {
+            if let problem = ConvNet.problem(network) { throw ArchitectureError(architecture: .convnet, reason: problem) }
+            return
+        }
         var rng = RandomSource(seed: 0)
         _ = try architecture.network(imageShape: network.imageShape, classCount: network.classCount, using: &rng)
     }

@@ -14,7 +14,8 @@
 /// - `resnet18-bn-ap`: the reference's `ResNet18BN_AP`: stride-2 convolutions replaced by stride 1 + 2×2 average pooling,
 ///   and the classifier on the flattened last map.
 ///
-/// The first convolution pads a 28×28 image up to the 32×32 geometry where the reference does (ConvNet, AlexNet, VGG).
+/// Where the reference pads one-channel inputs more (LeNet 2, AlexNet 4, VGG's first convolution 3: a 28×28 image
+/// then has the 32×32 geometry), so does this, whatever the one-channel image's size.
 public enum Architecture: String, CaseIterable, Sendable, Codable {
     case convnet, mlp, lenet, alexnet, vgg11
     case vgg11BN = "vgg11-bn"

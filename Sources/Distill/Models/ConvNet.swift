@@ -35,6 +35,28 @@ public struct ConvNet: Network {
     /// `[C, H, W]` of the last block's output.
     public let featureShape: [Int]
 
+    /// Why `configuration` cannot be built (nil: it can): maps that vanish before the last block, or group norm
+    /// whose groups do not divide the width.
+    public static func problem(_ configuration: Configuration) -> String? {
+        if case let .group(groups) = configuration.norm, configuration.width % groups != 0 {
+            return "group norm with \(groups) groups needs a width divisible by \(groups), got \(configuration.width)"
+        }
+        guard configuration.imageShape.count == 3, configuration.depth > 0, configuration.width > 0 else {
+            return "needs [C, H, W] images, a positive depth and width"
+        }
+        var (height, width) = (configuration.imageShape[1], configuration.imageShape[2])
+        for block in 0..<configuration.depth {
+            let padding = block == 0 && configuration.imageShape[0] == 1 && height == 28 ? 3 : 1
+            height += 2 * padding - 2
+            width += 2 * padding - 2
+            if configuration.pooling != .none { (height, width) = (height / 2, width / 2) }
+            if height <= 0 || width <= 0 {
+                return "depth \(configuration.depth) is too deep for \(configuration.imageShape[1])×\(configuration.imageShape[2]) images with pooling"
+            }
+        }
+        return nil
+    }
+
     /// A freshly initialised network (PyTorch default initialisation).
     public init(_ configuration: Configuration, using rng: inout RandomSource) {
         self.configuration = configuration

@@ -104,8 +104,11 @@ struct AuditCommand: ParsableCommand {
     func run() throws {
         compute.apply()
         let shared: SyntheticSet, memberRecords: LabeledImages, nonMemberRecords: LabeledImages
+        let setDigest: String
         do {
-            shared = try SyntheticSet.read(set)
+            let bytes = try FileBytes.read(set)
+            setDigest = sha256Hex(bytes)
+            shared = try SyntheticSet.decode(bytes, path: set)
             memberRecords = try records(members)
             nonMemberRecords = try records(nonmembers)
         } catch { throw CommandFailure(error) }
@@ -183,8 +186,8 @@ struct AuditCommand: ParsableCommand {
                      passed ? "pass" : "fail", report.alpha, 100 * alpha, permutations))
         if let json {
             var object = report.json()
-            // Binds the report to the exact set file (a marketplace preview checks it).
-            if let bytes = try? Data(contentsOf: URL(fileURLWithPath: set)) { object["set_sha256"] = sha256Hex(bytes) }
+            // Binds the report to the exact bytes audited (a marketplace preview checks it).
+            object["set_sha256"] = setDigest
             if let canaryReport { object["canaries"] = (canaryReport.json()["attacks"] ?? [:]) }
             if let storedReport {
                 object["stored_images"] = storedReport.json()

@@ -39,7 +39,7 @@ struct BenchCommand: AsyncParsableCommand {
     func architectures() throws -> [Architecture] {
         guard let arch else { return [] }
         return try arch.split(separator: ",", omittingEmptySubsequences: false).map { name in
-            guard let architecture = Architecture(name: String(name)), architecture != .convnet else {
+            guard let architecture = Architecture(name: name.trimmingCharacters(in: .whitespaces)), architecture != .convnet else {
                 throw ValidationError("unknown or ConvNet architecture '\(name.prefix(40))' in --arch (the ConvNet is always measured)")
             }
             return architecture

@@ -6,11 +6,11 @@ struct ContinualCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "continual", abstract: "Class-incremental learning with a distilled, herding or random memory.",
         discussion: """
-            The DM paper's continual-learning protocol (after GDumb): the classes arrive in --tasks tasks; after each \\
-            task the memory gains --ipc images for each new class, made from that task's training records only — \\
-            distilled (the nodes' default DM recipe, from noise), chosen by herding, or at random — and --models fresh \\
-            ConvNets are trained on the whole memory (the evaluation protocol) and tested on every class seen so far. \\
-            Reports the accuracy after each task, per task, and forgetting. In a federation the global set plays the \\
+            The DM paper's continual-learning protocol (after GDumb): the classes arrive in --tasks tasks; after each \
+            task the memory gains --ipc images for each new class, made from that task's training records only — \
+            distilled (the nodes' default DM recipe, from noise), chosen by herding, or at random — and --models fresh \
+            ConvNets are trained on the whole memory (the evaluation protocol) and tested on every class seen so far. \
+            Reports the accuracy after each task, per task, and forgetting. In a federation the global set plays the \
             memory's part: `simulate` and the coordinator produce it.
             """)
 
@@ -78,6 +78,7 @@ struct ContinualCommand: ParsableCommand {
         let split = ClassIncrementalBenchmark.split(classCount: descriptor.classCount, tasks: tasks)
         let evaluation = SetEvaluation(network: model.configuration(imageShape: descriptor.imageShape, classCount: descriptor.classCount),
                                        models: models, epochs: epochs, augmentation: noDSA ? nil : DSA(dataset: descriptor.name), seed: seed)
+        do { try evaluation.validate() } catch { throw CommandFailure(error) }
         for kind in try memories() {
             do { try recipe(kind).validate() } catch { throw CommandFailure("\(kind.rawValue) memory: \(error)") }
         }

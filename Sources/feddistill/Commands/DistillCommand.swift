@@ -252,7 +252,8 @@ struct EvaluateCommand: ParsableCommand {
 struct EvaluationOptions: ParsableArguments {
     @Option(help: "Number of fresh models.") var models = 5
     @Option(help: "Training epochs per model.") var epochs = 300
-    @Option(help: "Architectures to train, comma-separated (see above).") var arch = "convnet"
+    @Option(help: ArgumentHelp("Architectures to train, comma-separated: \(Architecture.allCases.map(\.rawValue).joined(separator: ", ")).",
+                               valueName: "names")) var arch = "convnet"
     @Option(help: "Adversarial attack on the test images: fgsm or pgd.") var attack: String?
     @Option(help: "Attack budgets (L∞, pixel units), comma-separated.") var eps: String?
     @Option(name: .customLong("pgd-steps"), help: "PGD steps.") var pgdSteps = 10

@@ -6,12 +6,12 @@ struct NASCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nas", abstract: "Use a synthetic set as a proxy for neural architecture search (DC's NAS experiment).",
         discussion: """
-            Draws --candidates ConvNets from DC's search space (depth 1–4, width 32/64/128, norm none/batch/layer/\\
-            instance/group:4, activation sigmoid/relu/leakyrelu, pooling none/max/avg; width 256 left out on 2 cores), \\
-            trains each on the set (--proxy-epochs, with DSA as the evaluation protocol does) and on real training data \\
-            (--real-per-class random images per class, 0 for the whole split; --target-epochs, no augmentation), tests \\
-            both on the test split, and reports Spearman's rank correlation of the two rankings, the real-data accuracy \\
-            of the architecture the proxy ranks first against the best candidate's, and the speed-up (real-data training \\
+            Draws --candidates ConvNets from DC's search space (depth 1–4, width 32/64/128, norm none/batch/layer/\
+            instance/group:4, activation sigmoid/relu/leakyrelu, pooling none/max/avg; width 256 left out on 2 cores), \
+            trains each on the set (--proxy-epochs, with DSA as the evaluation protocol does) and on real training data \
+            (--real-per-class random images per class, 0 for the whole split; --target-epochs, no augmentation), tests \
+            both on the test split, and reports Spearman's rank correlation of the two rankings, the real-data accuracy \
+            of the architecture the proxy ranks first against the best candidate's, and the speed-up (real-data training \
             time over proxy training time). --random-baseline adds random real images of the set's size as a second proxy.
             """)
 

@@ -74,18 +74,51 @@ struct PreviewCommand: ParsableCommand {
         @Option(help: "Preview file.") var preview: String
         @Option(name: .customLong("seller-key"), help: "The seller's NAME.signing.pub, obtained from the seller out of band.") var sellerKey: String
 
-        func open() throws -> (SignedPreview, SyntheticSet) {
+        /// Reads at most what a preview can hold from a regular file, verifies the signature, then checks that the
+        /// signed audit report and recipe are this set's: nothing unverified or unbound is returned.
+        func open() throws -> (preview: SignedPreview, set: SyntheticSet, verdict: String) {
+            let key: SigningPublicKey
+            do { key = try KeyFiles.readSigningPublicKey(sellerKey) } catch { throw CommandFailure(error) }
+            let limit = SignedPreview.maximumSetBytes + SignedPreview.maximumManifestBytes + 4096
+            let bytes: [UInt8]
             do {
-                let key = try KeyFiles.readSigningPublicKey(sellerKey)
                 let attributes = try FileManager.default.attributesOfItem(atPath: preview)
-                guard let size = attributes[.size] as? Int, size <= SignedPreview.maximumSetBytes + SignedPreview.maximumManifestBytes + 4096 else {
-                    throw CommandFailure("\(preview) is larger than any preview can be")
-                }
-                let verified = try SignedPreview.verify(Array(try Data(contentsOf: URL(fileURLWithPath: preview))), sellerKey: key)
-                let synthetic = try SyntheticSet.decode(verified.set, path: preview + " (set)")
-                return (verified, synthetic)
-            } catch let failure as CommandFailure { throw failure } catch { throw CommandFailure(error) }
+                guard attributes[.type] as? FileAttributeType == .typeRegular else { throw CommandFailure("\(preview) is not a regular file") }
+                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: preview))
+                defer { try? handle.close() }
+                bytes = Array(try handle.read(upToCount: limit + 1) ?? Data())
+            } catch let failure as CommandFailure { throw failure } catch {
+                throw CommandFailure("cannot read \(preview): \(error.localizedDescription)")
+            }
+            guard bytes.count <= limit else { throw CommandFailure("\(preview) is larger than any preview can be") }
+            let verified: SignedPreview
+            let synthetic: SyntheticSet
+            do {
+                verified = try SignedPreview.verify(bytes, sellerKey: key)
+                synthetic = try SyntheticSet.decode(verified.set, path: preview + " (set)")
+            } catch { throw CommandFailure(error) }
+            let manifest = verified.manifest
+            do { try NodeName.validate(manifest.seller) } catch { throw CommandFailure("preview rejected: the seller name is not valid") }
+            guard let report = (try? JSONSerialization.jsonObject(with: Data(manifest.auditReport.utf8))) as? [String: Any],
+                  let verdict = report["verdict"] as? String, ["pass", "fail"].contains(verdict) else {
+                throw CommandFailure("preview rejected: the signed audit report is not an `audit --json` report")
+            }
+            guard report["set_sha256"] as? String == manifest.setSHA256 else {
+                throw CommandFailure("preview rejected: the signed audit report is about another set")
+            }
+            guard let recipe = try? DistillationRecipe.decode(json: manifest.recipe), recipe == synthetic.metadata.recipe else {
+                throw CommandFailure("preview rejected: the signed recipe differs from the set's own")
+            }
+            return (verified, synthetic, verdict)
         }
+    }
+
+    /// Text from the seller, safe for a terminal: control characters (escape sequences, carriage returns) shown as
+    /// `?`, at most `limit` characters.
+    static func printable(_ text: String, limit: Int = 200) -> String {
+        String(text.unicodeScalars.prefix(limit).map { scalar -> Character in
+            scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .format ? "?" : Character(scalar)
+        })
     }
 
     struct Verify: ParsableCommand {
@@ -93,18 +126,16 @@ struct PreviewCommand: ParsableCommand {
         @OptionGroup var file: PreviewFile
 
         func run() throws {
-            let (preview, synthetic) = try file.open()
+            let (preview, synthetic, verdict) = try file.open()
             let manifest = preview.manifest
-            let report = (try? JSONSerialization.jsonObject(with: Data(manifest.auditReport.utf8))) as? [String: Any]
-            let recipe = try? DistillationRecipe.decode(json: manifest.recipe)
-            print("signature: valid (seller \(manifest.seller), key \(manifest.sellerPublicKey.prefix(16))…, created \(manifest.created))")
-            print("set: \(synthetic.data.count) images of \(synthetic.metadata.dataset), SHA-256 \(manifest.setSHA256.prefix(16))…")
-            if let recipe {
+            print("signature: valid (seller \(manifest.seller), key \(manifest.sellerPublicKey.prefix(16))…, created \(printable(manifest.created, limit: 40)))")
+            print("set: \(synthetic.data.count) images of \(printable(synthetic.metadata.dataset, limit: 40)), SHA-256 \(manifest.setSHA256.prefix(16))…")
+            if let recipe = synthetic.metadata.recipe {
                 print("recipe: \(recipe.method.rawValue), \(recipe.imagesPerClass) per class, \(recipe.iterations) iterations"
                       + (synthetic.metadata.privacy.map { String(format: ", DP ε = %.2f, δ = %g", $0.epsilon, $0.delta) } ?? ""))
             }
-            print("audit verdict: \(report?["verdict"] as? String ?? "unknown")")
-            if !manifest.description.isEmpty { print("description: \(manifest.description.prefix(4096))") }
+            print("audit verdict (the seller's, bound to this set): \(verdict)")
+            if !manifest.description.isEmpty { print("description: \(printable(manifest.description, limit: 4096))") }
         }
     }
 
@@ -118,10 +149,10 @@ struct PreviewCommand: ParsableCommand {
         @OptionGroup var data: DataOptions
 
         func run() throws {
-            let (preview, synthetic) = try file.open()
+            let (preview, synthetic, _) = try file.open()
             let splits: DatasetSplits
             do { splits = try data.store.load(dataset ?? synthetic.metadata.dataset) } catch { throw CommandFailure(error) }
-            print("preview by \(preview.manifest.seller): signature valid")
+            print("preview by \(preview.manifest.seller): signature valid, audit report and recipe bound to the set")
             try evaluation.evaluate(synthetic, label: file.preview, splits: splits)
         }
     }
