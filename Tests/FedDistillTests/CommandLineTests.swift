@@ -229,7 +229,11 @@ struct CommandLineTests {
                 throws: { "\($0)".contains(reason) }
         }
         #expect(PreviewCommand.printable("ok\u{1B}[2J\r\nx") == "ok?[2J??x")
-        try run(["preview", "verify", "--preview", directory + "/p.fdp", "--seller-key", directory + "/seller.signing.pub"])
+        try run(["preview", "verify", "--preview", directory + "/p.fdp", "--seller-key", directory + "/seller.signing.pub",
+                 "--json", directory + "/verified.json"])
+        let verified = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/verified.json")))
+                                    as? [String: Any])
+        #expect(verified["seller"] as? String == "acme" && verified["verdict"] as? String == report["verdict"] as? String)
         #expect { try run(["preview", "verify", "--preview", directory + "/p.fdp", "--seller-key", directory + "/stranger.signing.pub"]) }
             throws: { "\($0)".contains("does not verify") }
         try run(["preview", "evaluate", "--preview", directory + "/p.fdp", "--seller-key", directory + "/seller.signing.pub",

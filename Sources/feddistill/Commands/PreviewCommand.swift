@@ -124,6 +124,7 @@ struct PreviewCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check a preview's signature and show what it contains.")
         @OptionGroup var file: PreviewFile
+        @Option(help: "Write the verified manifest as JSON to this file (- for stdout).") var json: String?
 
         func run() throws {
             let (preview, synthetic, verdict) = try file.open()
@@ -136,6 +137,12 @@ struct PreviewCommand: ParsableCommand {
             }
             print("audit verdict (the seller's, bound to this set): \(verdict)")
             if !manifest.description.isEmpty { print("description: \(printable(manifest.description, limit: 4096))") }
+            if let json {
+                try writeJSON(["seller": manifest.seller, "seller_public_key": manifest.sellerPublicKey, "created": manifest.created,
+                               "set_sha256": manifest.setSHA256, "images": synthetic.data.count, "dataset": synthetic.metadata.dataset,
+                               "verdict": verdict, "recipe": manifest.recipe, "description": manifest.description,
+                               "audit_report": manifest.auditReport], to: json)
+            }
         }
     }
 
