@@ -85,13 +85,10 @@ public enum ComputeBenchmark {
         return totalFlops / totalSeconds / 1e9
     }
 
-    /// Measures one pass of a freshly initialised ConvNet on a random batch.
-    public static func measure(_ configuration: ConvNet.Configuration, batch: Int, pass: Pass, repeats: Int = 3) -> Case {
-        var rng = RandomSource(seed: 2)
-        let net = ConvNet(configuration, using: &rng)
-        let x = Tensor.normal([batch] + configuration.imageShape, using: &rng)
-        let labels = (0..<batch).map { $0 % configuration.classCount }
-        let seconds = time(repeats: repeats) {
+    /// Best time of `pass` of `net` on the batch `x` (labels cycle through the classes).
+    static func time<Net: Network>(_ pass: Pass, of net: Net, on x: Tensor, classCount: Int, repeats: Int) -> Double {
+        let labels = (0..<x.shape[0]).map { $0 % classCount }
+        return time(repeats: repeats) {
             switch pass {
             case .forward:
                 _ = net(x)
@@ -102,6 +99,14 @@ public enum ComputeBenchmark {
                                  parameters: pass == .backwardToParameters)
             }
         }
+    }
+
+    /// Measures one pass of a freshly initialised ConvNet on a random batch.
+    public static func measure(_ configuration: ConvNet.Configuration, batch: Int, pass: Pass, repeats: Int = 3) -> Case {
+        var rng = RandomSource(seed: 2)
+        let net = ConvNet(configuration, using: &rng)
+        let x = Tensor.normal([batch] + configuration.imageShape, using: &rng)
+        let seconds = time(pass, of: net, on: x, classCount: configuration.classCount, repeats: repeats)
         let shape = configuration.imageShape.map(String.init).joined(separator: "x")
         return Case(name: "convnet3-w\(configuration.width) \(shape) b\(batch) \(pass.rawValue)", seconds: seconds,
                     imagesPerSecond: Double(batch) / seconds,
@@ -116,18 +121,7 @@ public enum ComputeBenchmark {
         var rng = RandomSource(seed: 2)
         let net = try architecture.network(imageShape: imageShape, classCount: 10, using: &rng)
         let x = Tensor.normal([batch] + imageShape, using: &rng)
-        let labels = (0..<batch).map { $0 % 10 }
-        let seconds = time(repeats: repeats) {
-            switch pass {
-            case .forward:
-                _ = net(x)
-            case .backwardToParameters, .backwardToInput:
-                let (logits, trace) = net.forward(x, training: true, untilEmbedding: false)
-                let gradient = Loss.crossEntropy(logits: logits, labels: labels).gradient
-                _ = net.backward(trace, outputGradient: gradient, input: pass == .backwardToInput,
-                                 parameters: pass == .backwardToParameters)
-            }
-        }
+        let seconds = time(pass, of: net, on: x, classCount: 10, repeats: repeats)
         let (forward, first) = net.forwardFLOPs()
         let perImage = switch pass {
         case .forward: forward

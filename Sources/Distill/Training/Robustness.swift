@@ -75,13 +75,7 @@ public enum AdversarialAttack: Sendable, Equatable, Codable, CustomStringConvert
             let labels = Array(data.labels[range])
             let adversarial = perturb(data.images.slice(range), labels: labels, network: network,
                                       normalization: normalization, using: &rng)
-            let logits = network(adversarial)
-            let k = logits.shape[1]
-            for (row, label) in labels.enumerated() {
-                var best = 0
-                for j in 1..<k where logits.storage[row * k + j] > logits.storage[row * k + best] { best = j }
-                if best == label { correct += 1 }
-            }
+            correct += zip(Trainer.predictions(network(adversarial)), labels).filter { $0 == $1 }.count
         }
         return data.count == 0 ? 0 : Double(correct) / Double(data.count)
     }

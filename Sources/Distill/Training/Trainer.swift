@@ -75,6 +75,16 @@ public enum Trainer {
         return lastLoss
     }
 
+    /// The highest-scoring class of each row of `logits` `(N, K)` (the first on ties).
+    public static func predictions(_ logits: Tensor) -> [Int] {
+        let k = logits.shape[1]
+        return (0..<logits.shape[0]).map { row in
+            var best = 0
+            for j in 1..<k where logits.storage[row * k + j] > logits.storage[row * k + best] { best = j }
+            return best
+        }
+    }
+
     /// Accuracy, per-class accuracy and confusion matrix of `network` on `data`.
     public static func evaluate<Net: Network>(_ network: Net, on data: LabeledImages, batchSize: Int = 500) -> EvaluationResult {
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: data.classCount), count: data.classCount)
@@ -84,12 +94,7 @@ public enum Trainer {
             let logits = network(data.images.slice(range))
             let labels = Array(data.labels[range])
             lossSum += Loss.crossEntropy(logits: logits, labels: labels).loss * Double(range.count)
-            let k = data.classCount
-            for (row, label) in labels.enumerated() {
-                var best = 0
-                for j in 1..<k where logits.storage[row * k + j] > logits.storage[row * k + best] { best = j }
-                confusion[label][best] += 1
-            }
+            for (label, predicted) in zip(labels, predictions(logits)) { confusion[label][predicted] += 1 }
         }
         return EvaluationResult(confusion: confusion, loss: lossSum / Double(max(data.count, 1)))
     }
